@@ -1,0 +1,159 @@
+"""ntk_ner against spaCy's built-in ner on the same CPU tok2vec, on WikiSER.
+
+Usage: python benchmarks/bench_ner.py WIKISER_DEV_TXT --workdir DIR [--epochs 7]
+
+1. Splits WikiSER's dev file 90/10 with the converter (seed 0): `train`, `dev`.
+2. Trains, with `spacy train` and identical training settings (configs/cpu.cfg and
+   configs/cpu-ner.cfg differ only in the component): ntk_ner k=1; ntk_ner k=2 with
+   the agreement loss (alpha, warm-up 10% of the steps); the built-in ner. The 10%
+   split is the dev set of `spacy train` (model selection), as in spaCy's own recipe.
+3. Scores each best model on the 10% split (`python -m spacy_ntk_ner evaluate`:
+   entity P/R/F and, for ntk_ner, the expected calibration error of entity scores).
+4. Measures inference words per second with `spacy benchmark speed` for each model,
+   the models taking turns, twice each.
+Writes DIR/results.json and prints it.
+"""
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, List
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def sh(cmd: List[str], log: Path) -> str:
+    with log.open("a") as fh:
+        fh.write("$ " + " ".join(cmd) + "\n")
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        fh.write(res.stdout + res.stderr)
+    if res.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{res.stderr[-3000:]}")
+    return res.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("dev", type=Path)
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--epochs", type=int, default=7)
+    parser.add_argument("--alpha", type=float, default=10.0)
+    args = parser.parse_args()
+    work = args.workdir
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / "log.txt"
+    py = sys.executable
+    corpus = work / "corpus"
+    sh(
+        [
+            py,
+            "-m",
+            "spacy_ntk_ner",
+            "convert",
+            str(args.dev),
+            str(corpus),
+            "--split",
+            "train=0.9,dev=0.1",
+            "--seed",
+            "0",
+        ],
+        log,
+    )
+    stats = json.loads((corpus / "stats.json").read_text())
+    n_train_words = stats["splits"]["train"]["tokens"]
+    # batch_by_words compounds from 100 to 1000 words; ~1000 words per step later on.
+    steps_per_epoch = n_train_words // 1000
+    warmup = max(1, int(0.1 * steps_per_epoch * args.epochs))
+    runs: Dict[str, List[str]] = {
+        "ntk_ner_k1": ["configs/cpu.cfg"],
+        "ntk_ner_k2": [
+            "configs/cpu.cfg",
+            "--components.ntk_ner.k",
+            "2",
+            "--components.ntk_ner.alpha",
+            str(args.alpha),
+            "--components.ntk_ner.alpha_warmup_steps",
+            str(warmup),
+        ],
+        "spacy_ner": ["configs/cpu-ner.cfg"],
+    }
+    results: Dict[str, Any] = {
+        "epochs": args.epochs,
+        "alpha": args.alpha,
+        "alpha_warmup_steps": warmup,
+        "models": {},
+    }
+    for name, cfg in runs.items():
+        out = work / "training" / name
+        sh(
+            [
+                py,
+                "-m",
+                "spacy",
+                "train",
+                str(REPO / cfg[0]),
+                "--output",
+                str(out),
+                "--paths.train",
+                str(corpus / "train"),
+                "--paths.dev",
+                str(corpus / "dev"),
+                "--training.max_epochs",
+                str(args.epochs),
+                "--training.max_steps",
+                "0",
+                "--training.patience",
+                "0",
+                "--training.eval_frequency",
+                "250",
+                *cfg[1:],
+            ],
+            log,
+        )
+        metrics = work / f"{name}.json"
+        sh(
+            [
+                py,
+                "-m",
+                "spacy_ntk_ner",
+                "evaluate",
+                str(out / "model-best"),
+                str(corpus / "dev"),
+                "--output",
+                str(metrics),
+            ],
+            log,
+        )
+        m = json.loads(metrics.read_text())
+        results["models"][name] = {
+            "ents_p": m["ents_p"],
+            "ents_r": m["ents_r"],
+            "ents_f": m["ents_f"],
+            "ece": (m.get("calibration") or {}).get("ntk_ner", {}).get("ece"),
+            "words_per_s": [],
+        }
+    for _ in range(2):
+        for name in runs:
+            out = sh(
+                [
+                    py,
+                    "-m",
+                    "spacy",
+                    "benchmark",
+                    "speed",
+                    str(work / "training" / name / "model-best"),
+                    str(corpus / "dev"),
+                ],
+                log,
+            )
+            found = re.search(r"Mean: ([0-9.]+) words/s", re.sub(r"\x1b\[[0-9;]*m", "", out))
+            results["models"][name]["words_per_s"].append(float(found.group(1)) if found else None)
+    print(json.dumps(results, indent=2))
+    (work / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

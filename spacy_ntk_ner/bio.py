@@ -1,0 +1,672 @@
+"""Read and write token-per-line BIO corpora.
+
+The reader understands the common dialects (WikiSER's `<s>`/`</s>` blocks,
+blank-line CoNLL, `-DOCSTART-` documents, tab- or whitespace-separated columns
+with the tag in any column) and the schemes IOB2, IOB1 and BIOES/BILOU. It
+streams: one sentence is held at a time, and every problem is reported as
+`FILE:LINE: what is wrong`.
+
+This module imports no part of spaCy that builds a `Language`, so the converter
+starts fast.
+"""
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import (
+    IO,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
+
+# spaCy's ENT_IOB codes: 0 missing, 1 inside, 2 outside, 3 begin.
+IOB_I = 1
+IOB_O = 2
+IOB_B = 3
+
+FORMATS = ("auto", "wikiser", "conll")
+SCHEMES = ("auto", "iob2", "iob1", "bioes")
+DELIMITERS = ("auto", "tab", "space")
+ON_INVALID = ("repair", "error")
+
+DOCSTART = "-DOCSTART-"
+# How many lines detection looks at before it decides.
+SAMPLE_LINES = 2000
+_TAG_RE = re.compile(r"^(O|[BIESLU]-\S.*)$")
+
+PathLike = Union[str, Path]
+
+
+class BIOError(ValueError):
+    """An input problem, located at a file and line.
+
+    path (str): The file.
+    line (int): The 1-based line number, 0 when the problem is the whole file.
+    message (str): What is wrong.
+    """
+
+    def __init__(self, path: PathLike, line: int, message: str) -> None:
+        self.path = str(path)
+        self.line = line
+        self.message = message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How one file is written.
+
+    format (str): "wikiser" (`<s>`/`</s>` blocks) or "conll" (blank lines).
+    delimiter (Optional[str]): "\\t", or None for any run of whitespace.
+    tag_column (int): 0-based index of the tag column (negative counts from the end).
+    scheme (str): "iob2", "iob1" or "bioes".
+    n_columns (int): Columns seen in the sample (for messages).
+    """
+
+    format: str
+    delimiter: Optional[str]
+    tag_column: int
+    scheme: str
+    n_columns: int = 2
+
+
+@dataclass
+class Repair:
+    """One repaired tag.
+
+    path (str): The file.
+    line (int): The line of the tag.
+    kind (str): A short, stable description used to count repairs.
+    message (str): What was wrong and what was done.
+    """
+
+    path: str
+    line: int
+    kind: str
+    message: str
+
+
+@dataclass
+class Sentence:
+    """One parsed sentence.
+
+    words (List[str]): The tokens, exactly as in the file.
+    iob (List[int]): spaCy ENT_IOB codes (1 I, 2 O, 3 B), one per token.
+    labels (List[str]): The entity label of each token ("" outside entities).
+    path (str): The file.
+    line (int): The line of its first token.
+    doc_index (int): Which `-DOCSTART-` section of the file it is in (0 before any).
+    marked (bool): Whether the file marked a document (`-DOCSTART-`) before it.
+    """
+
+    words: List[str]
+    iob: List[int]
+    labels: List[str]
+    path: str
+    line: int
+    doc_index: int = 0
+    marked: bool = False
+
+
+@dataclass
+class DocRecord:
+    """The annotation of one output Doc, in the plain lists the writers need.
+
+    words (List[str]): Tokens.
+    spaces (List[bool]): Whether each token is followed by a space.
+    iob (List[int]): ENT_IOB codes.
+    labels (List[str]): Entity labels ("" outside).
+    sent_starts (List[int]): 1 where a sentence starts, -1 elsewhere.
+    key (str): Identifies the document the Doc came from, for splitting.
+    n_sents (int): Number of sentences.
+    """
+
+    words: List[str] = field(default_factory=list)
+    spaces: List[bool] = field(default_factory=list)
+    iob: List[int] = field(default_factory=list)
+    labels: List[str] = field(default_factory=list)
+    sent_starts: List[int] = field(default_factory=list)
+    key: str = ""
+    n_sents: int = 0
+
+
+# Tokens that attach to the token before them, and tokens the next one attaches to.
+_NO_SPACE_BEFORE = frozenset(
+    ". , ; : ! ? ) ] } % ... … 's 'S n't N'T 're 've 'll 'd 'm ' '' ”".split()
+)
+_NO_SPACE_AFTER = frozenset("( [ { $ # “ ``".split())
+
+
+def space_after(words: Sequence[str]) -> List[bool]:
+    """Reconstruct the spacing of a tokenized sentence, as written text would have it.
+
+    No space goes before closing punctuation and clitics (`,` `.` `)` `'s` `n't`), none
+    after opening brackets, and straight double quotes alternate between opening
+    and closing. The last token gets a space, so sentences joined into one Doc read
+    as text; the caller clears it at the end of a Doc.
+
+    words (Sequence[str]): The tokens of one sentence.
+    RETURNS (List[bool]): Whether each token is followed by a space.
+    """
+    n = len(words)
+    spaces = [True] * n
+    open_quote = False
+    for i, word in enumerate(words):
+        if word == '"':
+            # An opening quote takes no space after it, a closing one none before.
+            if open_quote:
+                if i > 0:
+                    spaces[i - 1] = False
+            elif i + 1 < n:
+                spaces[i] = False
+            open_quote = not open_quote
+            continue
+        if word in _NO_SPACE_BEFORE and i > 0 and words[i - 1] not in _NO_SPACE_AFTER:
+            spaces[i - 1] = False
+        if word in _NO_SPACE_AFTER and i + 1 < n:
+            spaces[i] = False
+    return spaces
+
+
+def _split_tag(tag: str) -> Tuple[str, str]:
+    """Split a tag into its prefix and label: `B-Foo_Bar` -> (`B`, `Foo_Bar`)."""
+    if tag == "O":
+        return "O", ""
+    if len(tag) > 2 and tag[1] in "-_":
+        return tag[0], tag[2:]
+    return "", tag
+
+
+def _looks_like_tag(value: str) -> bool:
+    return bool(_TAG_RE.match(value))
+
+
+def _decode_line(raw: bytes, path: str, lineno: int) -> str:
+    if b"\x00" in raw:
+        raise BIOError(path, lineno, "NUL byte in line (is this a binary file?)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise BIOError(
+            path,
+            lineno,
+            f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})",
+        ) from None
+    if lineno == 1 and text.startswith("\ufeff"):
+        text = text[1:]
+    return text.rstrip("\r\n")
+
+
+def _sample(path: str, fh: IO[bytes]) -> List[str]:
+    lines = []
+    for lineno, raw in enumerate(fh, 1):
+        lines.append(_decode_line(raw, path, lineno))
+        if lineno >= SAMPLE_LINES:
+            break
+    return lines
+
+
+def _column_names(indexes: Iterable[int]) -> str:
+    return ", ".join(str(i + 1) for i in indexes)
+
+
+def detect_dialect(
+    path: PathLike,
+    lines: Sequence[str],
+    *,
+    format: str = "auto",
+    delimiter: str = "auto",
+    tag_column: Optional[int] = None,
+    scheme: str = "auto",
+) -> Dialect:
+    """Work out how a file is written from its first lines.
+
+    path (PathLike): The file, for messages.
+    lines (Sequence[str]): Its first lines, decoded, without line ends.
+    format (str): "auto", "wikiser" or "conll".
+    delimiter (str): "auto", "tab" or "space".
+    tag_column (Optional[int]): 1-based tag column (negative: from the end), None to detect.
+    scheme (str): "auto", "iob2", "iob1" or "bioes".
+    RETURNS (Dialect): The dialect.
+    """
+    path = str(path)
+    content = [ln for ln in lines if ln.strip()]
+    if not content:
+        raise BIOError(path, 1, "empty file: no tokens")
+    if format == "auto":
+        format = "wikiser" if content[0].strip() == "<s>" else "conll"
+    token_lines = [
+        ln
+        for ln in content
+        if ln.strip() not in ("<s>", "</s>") and ln.split(None, 1)[0] != DOCSTART
+    ]
+    if delimiter == "auto":
+        delim: Optional[str] = "\t" if any("\t" in ln for ln in token_lines) else None
+    else:
+        delim = "\t" if delimiter == "tab" else None
+    rows = [ln.split(delim) for ln in token_lines]
+    n_columns = max((len(r) for r in rows), default=2)
+    if tag_column is not None:
+        if tag_column == 0:
+            raise BIOError(path, 0, "--tag-column counts from 1 (or from -1 at the end)")
+        col = tag_column - 1 if tag_column > 0 else tag_column
+    elif n_columns == 2:
+        col = 1
+    else:
+        candidates = [
+            j
+            for j in range(1, n_columns)
+            if all(len(r) > j and _looks_like_tag(r[j].strip()) for r in rows)
+        ]
+        if len(candidates) > 1:
+            examples = "; ".join(
+                f"column {j + 1}: "
+                + ", ".join(sorted({r[j].strip() for r in rows if r[j].strip() != "O"})[:3])
+                for j in candidates
+            )
+            raise BIOError(
+                path,
+                0,
+                f"columns {_column_names(candidates)} all look like BIO tags ({examples});"
+                " pass --tag-column N to pick one",
+            )
+        if not candidates:
+            raise BIOError(
+                path,
+                0,
+                f"none of columns 2-{n_columns} holds only BIO tags in the first "
+                f"{len(lines)} lines; pass --tag-column N",
+            )
+        col = candidates[0]
+    if scheme == "auto":
+        scheme = _detect_scheme([r[col].strip() for r in rows if len(r) > abs(col)])
+    return Dialect(format, delim, col, scheme, n_columns)
+
+
+def _detect_scheme(tags: Sequence[str]) -> str:
+    prefixes = {_split_tag(t)[0] for t in tags}
+    if prefixes & {"E", "S", "L", "U"}:
+        return "bioes"
+    # IOB1 starts entities with I- and uses B- only between two entities of one type.
+    starts_with_i = False
+    b_after_same = True
+    prev = ("O", "")
+    for tag in tags:
+        pre, label = _split_tag(tag)
+        if pre == "I" and (prev[0] == "O" or prev[1] != label):
+            starts_with_i = True
+        if pre == "B" and not (prev[0] in "BI" and prev[1] == label and prev[0] != "O"):
+            b_after_same = False
+        prev = (pre, label)
+    return "iob1" if starts_with_i and b_after_same else "iob2"
+
+
+class _TagDecoder:
+    """Turns a sentence's tags into ENT_IOB codes and labels, repairing what is ill-formed."""
+
+    def __init__(
+        self,
+        path: str,
+        scheme: str,
+        on_invalid: str,
+        on_repair: Callable[[Repair], None],
+    ) -> None:
+        self.path = path
+        self.scheme = scheme
+        self.strict = on_invalid == "error"
+        self.on_repair = on_repair
+        self._cache: Dict[str, Tuple[str, str]] = {}
+
+    def _problem(self, line: int, kind: str, message: str) -> None:
+        if self.strict:
+            raise BIOError(self.path, line, message)
+        self.on_repair(Repair(self.path, line, kind, message))
+
+    def decode(self, tags: Sequence[str], lines: Sequence[int]) -> Tuple[List[int], List[str]]:
+        cache = self._cache
+        bioes = self.scheme == "bioes"
+        iob1 = self.scheme == "iob1"
+        iob: List[int] = []
+        labels: List[str] = []
+        open_label = ""  # label of the entity the previous token belongs to
+        pending_end = False  # BIOES: the open entity still needs its E-/L-
+        for i, tag in enumerate(tags):
+            split = cache.get(tag)
+            if split is None:
+                split = cache[tag] = _split_tag(tag)
+            prefix, label = split
+            if prefix == "O":
+                if pending_end:
+                    self._unclosed(lines[i - 1], open_label)
+                iob.append(IOB_O)
+                labels.append("")
+                open_label = ""
+                pending_end = False
+                continue
+            if not label or prefix not in "BIESLU" or not prefix:
+                what = (
+                    f"tag '{tag}' has no entity label"
+                    if not label
+                    else f"tag '{tag}' has no B-/I-/E-/S- prefix"
+                )
+                self._problem(lines[i], "unknown tag", f"{what}; read as O")
+                if pending_end:
+                    self._unclosed(lines[i - 1], open_label)
+                iob.append(IOB_O)
+                labels.append("")
+                open_label = ""
+                pending_end = False
+                continue
+            if prefix in "ESLU" and not bioes:
+                self._problem(
+                    lines[i],
+                    "BIOES tag in IOB file",
+                    f"'{tag}' is a BIOES tag in a file read as {self.scheme.upper()}",
+                )
+            if prefix == "I" or prefix in "EL":
+                if open_label == label and (pending_end or not bioes):
+                    iob.append(IOB_I)
+                else:
+                    if not (iob1 and prefix == "I"):
+                        after = "O" if not open_label else f"a {open_label} entity"
+                        if open_label == label:
+                            after = f"the end of a {label} entity"
+                        self._problem(
+                            lines[i],
+                            f"{prefix}- without B-",
+                            f"'{tag}' follows {after}; read as the start of an entity",
+                        )
+                    elif pending_end:
+                        self._unclosed(lines[i - 1], open_label)
+                    iob.append(IOB_B)
+                open_label = label
+                pending_end = prefix == "I" and bioes
+            else:  # B, S, U
+                if pending_end:
+                    self._unclosed(lines[i - 1], open_label)
+                iob.append(IOB_B)
+                open_label = label
+                pending_end = prefix == "B" and bioes
+            labels.append(label)
+        if pending_end and tags:
+            self._unclosed(lines[-1], open_label)
+        return iob, labels
+
+    def _unclosed(self, line: int, label: str) -> None:
+        self._problem(
+            line,
+            "entity without E-",
+            f"{label} entity ends without an E-/L- tag; closed here",
+        )
+
+
+def open_bio(path: PathLike) -> IO[bytes]:
+    """Open a BIO file for reading, with a clear error when it cannot be.
+
+    path (PathLike): The file.
+    RETURNS (IO[bytes]): The open file.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise BIOError(path, 0, "no such file")
+    if p.is_dir():
+        raise BIOError(path, 0, "is a directory")
+    try:
+        return p.open("rb")
+    except OSError as err:
+        raise BIOError(path, 0, f"cannot be read ({err.strerror})") from None
+
+
+def read_sentences(
+    path: PathLike,
+    *,
+    format: str = "auto",
+    delimiter: str = "auto",
+    tag_column: Optional[int] = None,
+    scheme: str = "auto",
+    on_invalid: str = "repair",
+    on_repair: Optional[Callable[[Repair], None]] = None,
+    on_progress: Optional[Callable[[int], None]] = None,
+) -> Iterator[Sentence]:
+    """Stream the sentences of one BIO file.
+
+    path (PathLike): The file.
+    format (str): "auto", "wikiser" or "conll".
+    delimiter (str): "auto", "tab" or "space".
+    tag_column (Optional[int]): 1-based tag column, or None to detect it.
+    scheme (str): "auto", "iob2", "iob1" or "bioes".
+    on_invalid (str): "repair" ill-formed tag sequences, or raise at the first ("error").
+    on_repair (Optional[Callable[[Repair], None]]): Called for every repair.
+    on_progress (Optional[Callable[[int], None]]): Called with the bytes read, now and then.
+    YIELDS (Sentence): The sentences, in order.
+    """
+    _check_choice("format", format, FORMATS)
+    _check_choice("delimiter", delimiter, DELIMITERS)
+    _check_choice("scheme", scheme, SCHEMES)
+    _check_choice("on_invalid", on_invalid, ON_INVALID)
+    spath = str(path)
+    with open_bio(path) as fh:
+        dialect = detect_dialect(
+            spath,
+            _sample(spath, fh),
+            format=format,
+            delimiter=delimiter,
+            tag_column=tag_column,
+            scheme=scheme,
+        )
+        fh.seek(0)
+        yield from _parse(spath, fh, dialect, on_invalid, on_repair, on_progress)
+
+
+def _parse(
+    path: str,
+    fh: IO[bytes],
+    dialect: Dialect,
+    on_invalid: str,
+    on_repair: Optional[Callable[[Repair], None]],
+    on_progress: Optional[Callable[[int], None]],
+) -> Iterator[Sentence]:
+    decoder = _TagDecoder(path, dialect.scheme, on_invalid, on_repair or (lambda r: None))
+    delim = dialect.delimiter
+    col = dialect.tag_column
+    need = col + 1 if col >= 0 else -col
+    wikiser = dialect.format == "wikiser"
+    words: List[str] = []
+    tags: List[str] = []
+    lines: List[int] = []
+    in_block = 0  # line of the open <s>, 0 when none is open
+    doc_index = 0
+    marked = False
+    n_bytes = 0
+    any_token = False
+
+    def flush() -> Iterator[Sentence]:
+        if words:
+            iob, labels = decoder.decode(tags, lines)
+            yield Sentence(words[:], iob, labels, path, lines[0], doc_index, marked)
+            words.clear()
+            tags.clear()
+            lines.clear()
+
+    lineno = 0
+    for lineno, raw in enumerate(fh, 1):
+        n_bytes += len(raw)
+        if on_progress is not None and lineno % 65536 == 0:
+            on_progress(n_bytes)
+            n_bytes = 0
+        line = _decode_line(raw, path, lineno)
+        if "\t" not in line or line[0] in " \t":
+            stripped = line.strip()
+            if not stripped:
+                if in_block:
+                    raise BIOError(path, lineno, "blank line inside <s> ... </s>")
+                yield from flush()
+                continue
+            if stripped == "<s>":
+                if in_block:
+                    raise BIOError(
+                        path, in_block, "<s> without </s> (another <s> at line " f"{lineno})"
+                    )
+                yield from flush()
+                in_block = lineno
+                continue
+            if stripped == "</s>":
+                if not in_block:
+                    raise BIOError(path, lineno, "</s> without <s>")
+                in_block = 0
+                yield from flush()
+                continue
+        if line.startswith(DOCSTART) and _is_docstart(line):
+            if in_block:
+                raise BIOError(path, lineno, f"{DOCSTART} inside <s> ... </s>")
+            yield from flush()
+            if any_token:
+                doc_index += 1
+            marked = True
+            continue
+        parts = line.split(delim)
+        if wikiser and not in_block:
+            raise BIOError(path, lineno, "token outside <s> ... </s>")
+        if len(parts) < need or (len(parts) == 1 and need <= 1):
+            if len(parts) == 1:
+                raise BIOError(path, lineno, f"token {parts[0]!r} has no tag")
+            raise BIOError(
+                path,
+                lineno,
+                f"expected a tag in column {col + 1 if col >= 0 else col}, found only "
+                f"{len(parts)} columns",
+            )
+        word = parts[0]
+        if not word.strip():
+            raise BIOError(path, lineno, "empty token")
+        tag = parts[col].strip()
+        if not tag:
+            raise BIOError(path, lineno, f"token {word!r} has an empty tag")
+        words.append(word)
+        tags.append(tag)
+        lines.append(lineno)
+        any_token = True
+    if in_block:
+        raise BIOError(path, in_block, "<s> without </s> (the file ends first)")
+    yield from flush()
+    if on_progress is not None:
+        on_progress(n_bytes)
+    if not any_token:
+        raise BIOError(path, max(lineno, 1), "empty file: no tokens")
+
+
+def _is_docstart(line: str) -> bool:
+    rest = line[len(DOCSTART) :]
+    return not rest or rest[0].isspace()
+
+
+def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+
+
+def iter_files(inputs: Sequence[PathLike], glob: str = "*") -> Iterator[Tuple[Path, str]]:
+    """List the files to read: files as given, and every file under a directory.
+
+    inputs (Sequence[PathLike]): Files and directories.
+    glob (str): Which files under a directory to take (a `Path.rglob` pattern).
+    YIELDS (Tuple[Path, str]): Each file, and the key naming its document: the file's
+        path relative to its input directory, or "" for a file given directly.
+    """
+    for inp in inputs:
+        p = Path(inp)
+        if p.is_dir():
+            files = sorted(
+                f
+                for f in p.rglob(glob)
+                if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
+            )
+            if not files:
+                raise BIOError(p, 0, f"directory holds no files matching {glob!r}")
+            for f in files:
+                yield f, f.relative_to(p).as_posix()
+        elif p.exists():
+            yield p, ""
+        else:
+            raise BIOError(p, 0, "no such file or directory")
+
+
+def group_sentences(
+    sentences: Iterable[Sentence], n_sents: int, doc_key: str, by_document: bool
+) -> Iterator[DocRecord]:
+    """Group consecutive sentences of one document into Doc records.
+
+    A Doc never spans two documents. Each record's `key` names its document
+    (`doc_key#section`) when the sentences belong to one: always for a file read
+    from a directory (`by_document`), and after a `-DOCSTART-` line otherwise. Else the
+    key is left empty and the Doc is its own document.
+
+    sentences (Iterable[Sentence]): Sentences of one file, in order.
+    n_sents (int): Sentences per Doc; 0 puts each whole document in one Doc.
+    doc_key (str): Names the file.
+    by_document (bool): Whether the whole file is one document.
+    YIELDS (DocRecord): The records.
+    """
+    rec = DocRecord()
+    current = -1
+    for sent in sentences:
+        if rec.words and (sent.doc_index != current or (n_sents and rec.n_sents >= n_sents)):
+            rec.spaces[-1] = False
+            yield rec
+            rec = DocRecord()
+        if not rec.words and (by_document or sent.marked):
+            rec.key = f"{doc_key}#{sent.doc_index}"
+        current = sent.doc_index
+        rec.words.extend(sent.words)
+        rec.spaces.extend(space_after(sent.words))
+        rec.iob.extend(sent.iob)
+        rec.labels.extend(sent.labels)
+        rec.sent_starts.append(1)
+        rec.sent_starts.extend([-1] * (len(sent.words) - 1))
+        rec.n_sents += 1
+    if rec.words:
+        rec.spaces[-1] = False
+        yield rec
+
+
+def doc_to_tags(iob: Sequence[int], labels: Sequence[str]) -> List[str]:
+    """Write ENT_IOB codes and labels as IOB2 tags.
+
+    iob (Sequence[int]): ENT_IOB codes (0 and 2 both become "O").
+    labels (Sequence[str]): Entity labels.
+    RETURNS (List[str]): The tags.
+    """
+    return [
+        f"B-{label}" if code == IOB_B else f"I-{label}" if code == IOB_I else "O"
+        for code, label in zip(iob, labels)
+    ]
+
+
+def write_sentences(
+    fh: IO[str], sentences: Iterable[Tuple[Sequence[str], Sequence[str]]], format: str
+) -> int:
+    """Write sentences as token-per-line BIO text.
+
+    fh (IO[str]): Where to write.
+    sentences (Iterable[Tuple[Sequence[str], Sequence[str]]]): (tokens, tags) pairs.
+    format (str): "wikiser" (`<s>`/`</s>` blocks) or "conll" (blank lines).
+    RETURNS (int): The number of sentences written.
+    """
+    _check_choice("format", format, ("wikiser", "conll"))
+    n = 0
+    for words, tags in sentences:
+        body = "".join(f"{w}\t{t}\n" for w, t in zip(words, tags))
+        fh.write(f"<s>\n{body}</s>\n" if format == "wikiser" else f"{body}\n")
+        n += 1
+    return n

@@ -1,0 +1,304 @@
+"""The command line: `python -m spacy_ntk_ner convert|export`.
+
+Input problems end the command with one line, `FILE:LINE: what is wrong`, and exit
+status 1; a wrong option gives argparse's usage message and exit status 2.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+from .bio import DELIMITERS, FORMATS, ON_INVALID, SCHEMES, BIOError, iter_files
+
+# Inputs smaller than this finish before a progress bar is worth drawing.
+PROGRESS_MIN_BYTES = 32 * 1024 * 1024
+
+
+def _tag_column(value: str) -> int:
+    try:
+        col = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a column number: {value!r}") from None
+    if col == 0 or col == 1:
+        raise argparse.ArgumentTypeError(
+            "column 1 holds the tokens; tags are in column 2 or later (or -1 for the last)"
+        )
+    return col
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {n}")
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """RETURNS (argparse.ArgumentParser): The parser of all commands."""
+    parser = argparse.ArgumentParser(
+        prog="python -m spacy_ntk_ner",
+        description="BIO corpora to spaCy DocBin files, and back.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    conv = sub.add_parser(
+        "convert",
+        help="convert BIO files or directories into sharded .spacy files",
+        description="Convert token-per-line BIO corpora into DocBin shards under "
+        "OUTPUT_DIR/<split>/ and write OUTPUT_DIR/stats.json.",
+    )
+    conv.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    conv.add_argument("output_dir", type=Path, metavar="OUTPUT_DIR")
+    conv.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="auto",
+        help="wikiser (<s> ... </s> blocks) or conll (blank lines)",
+    )
+    conv.add_argument(
+        "--delimiter",
+        choices=DELIMITERS,
+        default="auto",
+        help="column separator (auto: tab when the file has tabs)",
+    )
+    conv.add_argument(
+        "--tag-column",
+        type=_tag_column,
+        default=None,
+        metavar="N",
+        help="1-based column of the tags, -1 for the last (default: detect)",
+    )
+    conv.add_argument(
+        "--scheme", choices=SCHEMES, default="auto", help="tag scheme (bioes also reads BILOU)"
+    )
+    conv.add_argument(
+        "--on-invalid",
+        choices=ON_INVALID,
+        default="repair",
+        help="repair ill-formed tag sequences and count them, or stop",
+    )
+    conv.add_argument("--glob", default="*", help="files to take under a directory")
+    conv.add_argument(
+        "--n-sents",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="sentences per Doc; 0 for one Doc per document (default 1)",
+    )
+    conv.add_argument(
+        "--split",
+        default=None,
+        metavar="SPEC",
+        help="such as train=0.8,dev=0.1,test=0.1 (by document, stable)",
+    )
+    conv.add_argument("--seed", type=int, default=0, help="seed of --split")
+    conv.add_argument(
+        "--shard-size",
+        type=_positive,
+        default=10000,
+        metavar="N",
+        help="at most N Docs per .spacy file",
+    )
+    conv.add_argument(
+        "--plain-spaces",
+        action="store_true",
+        help="one space between all tokens instead of reconstructed spacing",
+    )
+    conv.add_argument("--quiet", action="store_true", help="print no report")
+    exp = sub.add_parser(
+        "export",
+        help="write .spacy files back as token-per-line BIO",
+        description="Write the tokens, IOB2 entity tags and sentences of DocBin files "
+        "as BIO text.",
+    )
+    exp.add_argument("input", type=Path, metavar="DOCBIN_OR_DIR")
+    exp.add_argument("output", type=Path, metavar="OUT.txt")
+    exp.add_argument("--format", choices=("wikiser", "conll"), default="wikiser")
+    ev = sub.add_parser(
+        "evaluate",
+        help="score a pipeline per label, and the calibration of its entity scores",
+    )
+    ev.add_argument("model", metavar="MODEL")
+    ev.add_argument("data", type=Path, metavar="DOCBIN_OR_DIR")
+    ev.add_argument("--output", type=Path, default=None, metavar="METRICS.json")
+    ev.add_argument("--table", type=Path, default=None, metavar="TABLE.md")
+    ev.add_argument("--gpu-id", type=int, default=-1)
+    vis = sub.add_parser("visualize", help="draw a pipeline's scored entities as a displaCy page")
+    vis.add_argument("model", metavar="MODEL")
+    vis.add_argument("data", type=Path, metavar="DOCBIN_OR_DIR")
+    vis.add_argument("output", type=Path, metavar="OUT.html")
+    vis.add_argument("--limit", type=_positive, default=50, help="at most N docs")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run a command.
+
+    argv (Optional[Sequence[str]]): The arguments, without the program name.
+    RETURNS (int): The exit status.
+    """
+    args = build_parser().parse_args(argv)
+    commands: Dict[str, Callable[[argparse.Namespace], int]] = {
+        "convert": _convert,
+        "export": _export,
+        "evaluate": _evaluate,
+        "visualize": _visualize,
+    }
+    command = commands[args.command]
+    try:
+        return command(args)
+    except (BIOError, ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from .convert import ReadOptions, convert
+
+    if args.shard_size < 1:
+        raise ValueError("--shard-size must be at least 1")
+    options = ReadOptions(
+        format=args.format,
+        delimiter=args.delimiter,
+        tag_column=args.tag_column,
+        scheme=args.scheme,
+        on_invalid=args.on_invalid,
+        glob=args.glob,
+        n_sents=args.n_sents,
+        plain_spaces=args.plain_spaces,
+    )
+    bar = _progress_bar(args.inputs, args.glob)
+    try:
+        stats = convert(
+            args.inputs,
+            args.output_dir,
+            options,
+            split=args.split,
+            seed=args.seed,
+            shard_size=args.shard_size,
+            on_progress=bar.update if bar is not None else None,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    if not args.quiet:
+        print(format_report(stats.to_dict(), args.output_dir))
+    return 0
+
+
+def _progress_bar(inputs: Sequence[Path], glob: str) -> Any:
+    if not sys.stderr.isatty():
+        return None
+    try:
+        total = sum(p.stat().st_size for p, _ in iter_files(inputs, glob))
+    except (BIOError, OSError):
+        return None  # the conversion itself reports the problem
+    if total < PROGRESS_MIN_BYTES:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="B", unit_scale=True, desc="converting", leave=False)
+
+
+def format_report(stats: Dict[str, Any], output_dir: Path) -> str:
+    """Lay out `stats.json` as tables.
+
+    stats (Dict[str, Any]): What `ConvertStats.to_dict` returns.
+    output_dir (Path): Where the shards were written.
+    RETURNS (str): The report.
+    """
+    splits: Dict[str, Dict[str, Any]] = stats["splits"]
+    names = list(splits)
+    rows: List[Tuple[str, ...]] = [("", *names)]
+    for key in ("docs", "sentences", "tokens", "shards"):
+        rows.append((key, *(f"{splits[n][key]:,}" for n in names)))
+    labels = sorted({label for s in splits.values() for label in s["entities"]})
+    rows.append(("entities", *(f"{sum(splits[n]['entities'].values()):,}" for n in names)))
+    for label in labels:
+        rows.append((f"  {label}", *(f"{splits[n]['entities'].get(label, 0):,}" for n in names)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [f"Converted {stats['files']} file(s) into {output_dir}"]
+    for r in rows:
+        lines.append(
+            "  ".join(
+                cell.ljust(w) if i == 0 else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(r, widths))
+            )
+        )
+    repairs = stats["repairs"]
+    if repairs:
+        total = sum(r["count"] for r in repairs.values())
+        lines.append(f"Repaired {total:,} ill-formed tag(s):")
+        for kind, r in repairs.items():
+            lines.append(f"  {r['count']:>8,}  {kind}")
+            lines.extend(f"            {ex}" for ex in r["examples"])
+    else:
+        lines.append("No ill-formed tags.")
+    lines.append(f"Report: {output_dir / 'stats.json'}")
+    return "\n".join(lines)
+
+
+def iter_docbin_sentences(path: Path) -> Iterator[Tuple[List[str], List[str]]]:
+    """Read the sentences of a DocBin file, or of every `.spacy` file under a directory.
+
+    path (Path): A `.spacy` file or a directory.
+    YIELDS (Tuple[List[str], List[str]]): Tokens and IOB2 tags of each sentence.
+    """
+    from spacy.tokens import DocBin
+    from spacy.vocab import Vocab
+
+    from .bio import doc_to_tags
+
+    if path.is_dir():
+        files = sorted(path.rglob("*.spacy"))
+        if not files:
+            raise BIOError(path, 0, "directory holds no .spacy files")
+    elif path.exists():
+        files = [path]
+    else:
+        raise BIOError(path, 0, "no such file or directory")
+    vocab = Vocab()
+    for f in files:
+        try:
+            docbin = DocBin().from_disk(f)
+        except ValueError as err:
+            raise BIOError(f, 0, f"not a DocBin file ({err})") from None
+        for doc in docbin.get_docs(vocab):
+            iob = doc.to_array("ENT_IOB").tolist()
+            labels = [t.ent_type_ for t in doc]
+            tags = doc_to_tags(iob, labels)
+            words = [t.text for t in doc]
+            starts = [i for i, t in enumerate(doc) if i == 0 or t.is_sent_start]
+            for a, b in zip(starts, starts[1:] + [len(doc)]):
+                yield words[a:b], tags[a:b]
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .bio import write_sentences
+
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    with args.output.open("w", encoding="utf8") as fh:
+        n = write_sentences(fh, iter_docbin_sentences(args.input), args.format)
+    print(f"Wrote {n:,} sentence(s) to {args.output}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .report import evaluate, format_table
+
+    metrics = evaluate(args.model, args.data, args.output, args.table, args.gpu_id)
+    print(format_table(metrics))
+    return 0
+
+
+def _visualize(args: argparse.Namespace) -> int:
+    from .report import visualize
+
+    n = visualize(args.model, args.data, args.output, args.limit)
+    print(f"Drew {n} doc(s) into {args.output}")
+    return 0

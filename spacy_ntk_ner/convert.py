@@ -1,0 +1,328 @@
+"""Turn BIO corpora into spaCy Docs and sharded DocBin files.
+
+`read_bio` yields `Doc` objects; `convert` streams whole corpora into
+`OUTPUT_DIR/<split>/shard-NNNNN.spacy` files that `spacy train` reads as a
+directory, and a `stats.json` report beside them.
+"""
+
+import hashlib
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from itertools import compress
+from pathlib import Path
+from typing import (
+    Any,
+    Callable,
+    DefaultDict,
+    Dict,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+)
+
+import numpy
+
+from .bio import IOB_B, DocRecord, PathLike, Repair, group_sentences, iter_files, read_sentences
+from .docbin import DocBinWriter
+
+# How many example locations the report keeps for each kind of repair.
+N_EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read the input files (see `read_sentences`).
+
+    format (str): "auto", "wikiser" or "conll".
+    delimiter (str): "auto", "tab" or "space".
+    tag_column (Optional[int]): 1-based tag column, or None to detect it.
+    scheme (str): "auto", "iob2", "iob1" or "bioes".
+    on_invalid (str): "repair" or "error".
+    glob (str): Which files to take under a directory.
+    n_sents (int): Sentences per Doc (0: one Doc per document).
+    plain_spaces (bool): One space between every two tokens instead of reconstructed spacing.
+    """
+
+    format: str = "auto"
+    delimiter: str = "auto"
+    tag_column: Optional[int] = None
+    scheme: str = "auto"
+    on_invalid: str = "repair"
+    glob: str = "*"
+    n_sents: int = 1
+    plain_spaces: bool = False
+
+
+@dataclass
+class SplitStats:
+    """Counts for one split.
+
+    docs (int): Docs written.
+    sentences (int): Sentences.
+    tokens (int): Tokens.
+    entities (Counter): Entities per label.
+    shards (int): Files written.
+    """
+
+    docs: int = 0
+    sentences: int = 0
+    tokens: int = 0
+    entities: Counter = field(default_factory=Counter)
+    shards: int = 0
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "docs": self.docs,
+            "sentences": self.sentences,
+            "tokens": self.tokens,
+            "entities": dict(sorted(self.entities.items())),
+            "shards": self.shards,
+        }
+
+
+@dataclass
+class ConvertStats:
+    """What `convert` read and wrote.
+
+    files (int): Input files read.
+    splits (Dict[str, SplitStats]): Counts per split.
+    repairs (Counter): Repaired tags per kind.
+    repair_examples (Dict[str, List[str]]): The first `FILE:LINE: message`s of each kind.
+    """
+
+    files: int = 0
+    splits: Dict[str, SplitStats] = field(default_factory=dict)
+    repairs: Counter = field(default_factory=Counter)
+    repair_examples: DefaultDict[str, List[str]] = field(default_factory=lambda: defaultdict(list))
+
+    def add_repair(self, repair: Repair) -> None:
+        self.repairs[repair.kind] += 1
+        examples = self.repair_examples[repair.kind]
+        if len(examples) < N_EXAMPLES:
+            examples.append(f"{repair.path}:{repair.line}: {repair.message}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "files": self.files,
+            "splits": {name: s.to_dict() for name, s in self.splits.items()},
+            "repairs": {
+                kind: {"count": n, "examples": self.repair_examples[kind]}
+                for kind, n in sorted(self.repairs.items())
+            },
+        }
+
+
+def parse_split(spec: str) -> List[Tuple[str, float]]:
+    """Parse a split such as `train=0.8,dev=0.1,test=0.1`.
+
+    spec (str): Comma-separated `name=fraction` pairs that add up to 1.
+    RETURNS (List[Tuple[str, float]]): The names and fractions, in order.
+    """
+    parts = []
+    for item in spec.split(","):
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        try:
+            frac = float(value)
+        except ValueError:
+            frac = -1.0
+        if not sep or not name or not name.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"--split: {item!r} is not NAME=FRACTION")
+        if not 0 < frac <= 1:
+            raise ValueError(f"--split: the fraction of {name!r} must be in (0, 1], not {value!r}")
+        parts.append((name, frac))
+    names = [n for n, _ in parts]
+    if len(set(names)) != len(names):
+        raise ValueError(f"--split: a name appears twice in {spec!r}")
+    total = sum(f for _, f in parts)
+    if abs(total - 1.0) > 1e-6:
+        raise ValueError(f"--split: the fractions add up to {total:g}, not 1")
+    return parts
+
+
+def assign_split(key: str, splits: Sequence[Tuple[str, float]], seed: int) -> str:
+    """Pick a document's split from a hash of its key, so it never depends on other documents.
+
+    key (str): Names the document.
+    splits (Sequence[Tuple[str, float]]): The split names and fractions.
+    seed (int): Changes the assignment.
+    RETURNS (str): The split's name.
+    """
+    digest = hashlib.blake2b(f"{seed}\x00{key}".encode(), digest_size=8).digest()
+    u = int.from_bytes(digest, "little") / 2**64
+    acc = 0.0
+    for name, frac in splits:
+        acc += frac
+        if u < acc:
+            return name
+    return splits[-1][0]
+
+
+def iter_records(
+    inputs: Sequence[PathLike],
+    options: ReadOptions = ReadOptions(),
+    on_repair: Optional[Callable[[Repair], None]] = None,
+    on_progress: Optional[Callable[[int], None]] = None,
+    on_file: Optional[Callable[[Path], None]] = None,
+) -> Iterator[DocRecord]:
+    """Stream Doc records from files and directories, each keyed by its document.
+
+    inputs (Sequence[PathLike]): Files and directories.
+    options (ReadOptions): How to read them.
+    on_repair (Optional[Callable[[Repair], None]]): Called for every repaired tag.
+    on_progress (Optional[Callable[[int], None]]): Called with bytes read.
+    on_file (Optional[Callable[[Path], None]]): Called as each file is opened.
+    YIELDS (DocRecord): The records.
+    """
+    if options.n_sents < 0:
+        raise ValueError(f"--n-sents must be 0 or more, not {options.n_sents}")
+    for path, rel in iter_files(inputs, options.glob):
+        if on_file is not None:
+            on_file(path)
+        sentences = read_sentences(
+            path,
+            format=options.format,
+            delimiter=options.delimiter,
+            tag_column=options.tag_column,
+            scheme=options.scheme,
+            on_invalid=options.on_invalid,
+            on_repair=on_repair,
+            on_progress=on_progress,
+        )
+        for rec in group_sentences(sentences, options.n_sents, rel or path.name, bool(rel)):
+            if options.plain_spaces:
+                rec.spaces = [True] * (len(rec.words) - 1) + [False]
+            if not rec.key:
+                rec.key = "\n".join(rec.words)
+            yield rec
+
+
+def read_bio(
+    path: PathLike,
+    vocab: Optional[Any] = None,
+    options: ReadOptions = ReadOptions(),
+    on_repair: Optional[Callable[[Repair], None]] = None,
+) -> Iterator[Any]:
+    """Read a BIO file or directory as spaCy Docs with entities and sentence starts.
+
+    path (PathLike): A file or a directory.
+    vocab (Optional[Vocab]): The vocab for the Docs; a new one if None.
+    options (ReadOptions): How to read it.
+    on_repair (Optional[Callable[[Repair], None]]): Called for every repaired tag.
+    YIELDS (Doc): The Docs.
+    """
+    from spacy.tokens import Doc
+    from spacy.vocab import Vocab
+
+    vocab = vocab if vocab is not None else Vocab()
+    for rec in iter_records([path], options, on_repair):
+        yield record_to_doc(rec, vocab, Doc)
+
+
+def record_to_doc(rec: DocRecord, vocab: Any, doc_class: Any = None) -> Any:
+    """Build a Doc from a record.
+
+    rec (DocRecord): The record.
+    vocab (Vocab): The vocab.
+    doc_class (Optional[type]): `spacy.tokens.Doc`, passed in to save the import.
+    RETURNS (Doc): The Doc.
+    """
+    from spacy.attrs import ENT_IOB, ENT_TYPE, SENT_START
+
+    if doc_class is None:
+        from spacy.tokens import Doc as doc_class
+    doc = doc_class(vocab, words=rec.words, spaces=rec.spaces)
+    add = vocab.strings.add
+    array = numpy.empty((len(rec.words), 3), dtype="uint64")
+    array[:, 0] = numpy.asarray(rec.iob, dtype="uint64")
+    array[:, 1] = numpy.fromiter((add(x) if x else 0 for x in rec.labels), dtype="uint64")
+    array[:, 2] = numpy.asarray(rec.sent_starts, dtype="int64").view("uint64")
+    return doc.from_array([ENT_IOB, ENT_TYPE, SENT_START], array)
+
+
+class _ShardSink:
+    """Writes a split's records in shards of at most `shard_size` Docs."""
+
+    def __init__(self, folder: Path, shard_size: int, stats: SplitStats) -> None:
+        self.folder = folder
+        self.shard_size = shard_size
+        self.stats = stats
+        self.writer = DocBinWriter()
+
+    def add(self, rec: DocRecord) -> None:
+        self.writer.add(rec)
+        st = self.stats
+        st.docs += 1
+        st.sentences += rec.n_sents
+        st.tokens += len(rec.words)
+        st.entities.update(compress(rec.labels, map(IOB_B.__eq__, rec.iob)))
+        if len(self.writer) >= self.shard_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if len(self.writer):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.writer.to_disk(self.folder / f"shard-{self.stats.shards:05d}.spacy")
+            self.stats.shards += 1
+            self.writer = DocBinWriter()
+
+
+def convert(
+    inputs: Sequence[PathLike],
+    output_dir: PathLike,
+    options: ReadOptions = ReadOptions(),
+    *,
+    split: Optional[str] = None,
+    seed: int = 0,
+    shard_size: int = 10000,
+    on_progress: Optional[Callable[[int], None]] = None,
+) -> ConvertStats:
+    """Convert BIO files and directories into sharded DocBin files and a report.
+
+    Shards go to `output_dir/<split>/` (or `output_dir/` with no split); `.spacy` files
+    already there are removed first, so a rerun never mixes old shards with new ones.
+
+    inputs (Sequence[PathLike]): Files and directories.
+    output_dir (PathLike): Where the shards and `stats.json` go.
+    options (ReadOptions): How to read the input.
+    split (Optional[str]): Such as `train=0.8,dev=0.1,test=0.1`; None writes one set.
+    seed (int): Seed of the split.
+    shard_size (int): At most this many Docs per shard.
+    on_progress (Optional[Callable[[int], None]]): Called with bytes read.
+    RETURNS (ConvertStats): The report.
+    """
+    if shard_size < 1:
+        raise ValueError(f"--shard-size must be at least 1, not {shard_size}")
+    splits = parse_split(split) if split else [("all", 1.0)]
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: the output must be a directory")
+    stats = ConvertStats()
+    sinks: Dict[str, _ShardSink] = {}
+    for name, _ in splits:
+        folder = out / name if split else out
+        if folder.is_dir():
+            for old in folder.glob("*.spacy"):
+                old.unlink()
+        stats.splits[name] = SplitStats()
+        sinks[name] = _ShardSink(folder, shard_size, stats.splits[name])
+
+    def count_file(_: Path) -> None:
+        stats.files += 1
+
+    records = iter_records(inputs, options, stats.add_repair, on_progress, count_file)
+    if len(splits) == 1:
+        sink = sinks[splits[0][0]]
+        for rec in records:
+            sink.add(rec)
+    else:
+        for rec in records:
+            sinks[assign_split(rec.key, splits, seed)].add(rec)
+    for sink in sinks.values():
+        sink.flush()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "stats.json").write_text(json.dumps(stats.to_dict(), indent=2) + "\n", "utf8")
+    return stats

@@ -1,0 +1,103 @@
+"""Write spaCy `DocBin` files straight from token arrays.
+
+`DocBin.add` walks every token of a `Doc` in Python; building the `Doc` first costs
+as much again. The converter already holds each token's text, entity code and
+label in plain lists, so it writes the DocBin's columns (ORTH, ENT_IOB, ENT_TYPE,
+SENT_START), spaces, lengths and strings itself, in the layout `DocBin.from_bytes`
+reads. Ids come from `spacy.strings.get_string_id`, which gives spaCy's fixed ids
+for the strings that are symbols (a plain hash of those fails to load with E018),
+and adds nothing to a growing `StringStore`.
+"""
+
+import zlib
+from pathlib import Path
+from typing import Dict, List, Union
+
+import numpy
+import srsly
+from spacy.attrs import ENT_IOB, ENT_TYPE, ORTH, SENT_START
+from spacy.strings import get_string_id
+
+from .bio import DocRecord
+
+# DocBin requires ORTH first and the rest sorted, as `DocBin.__init__` orders them.
+ATTRS = [ORTH] + sorted([ENT_IOB, ENT_TYPE, SENT_START])
+_COLUMN = {attr: i for i, attr in enumerate(ATTRS)}
+
+
+class DocBinWriter:
+    """Collects Doc records and writes them as one DocBin file.
+
+    Holds flat per-token lists, so memory is bounded by what one shard holds.
+    """
+
+    def __init__(self) -> None:
+        self.words: List[str] = []
+        self.labels: List[str] = []
+        self.iob: List[int] = []
+        self.sent_starts: List[int] = []
+        self.spaces: List[bool] = []
+        self.lengths: List[int] = []
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def n_tokens(self) -> int:
+        """RETURNS (int): The tokens held."""
+        return len(self.words)
+
+    def add(self, record: DocRecord) -> None:
+        """Add one Doc's annotation.
+
+        record (DocRecord): The Doc.
+        """
+        self.words.extend(record.words)
+        self.labels.extend(record.labels)
+        self.iob.extend(record.iob)
+        self.sent_starts.extend(record.sent_starts)
+        self.spaces.extend(record.spaces)
+        self.lengths.append(len(record.words))
+
+    def to_bytes(self) -> bytes:
+        """Serialize what was added, as `DocBin.to_bytes` would.
+
+        RETURNS (bytes): The DocBin's bytes.
+        """
+        n = len(self.words)
+        strings = set(self.words)
+        strings.update(self.labels)
+        strings.discard("")
+        ids: Dict[str, int] = {s: get_string_id(s) for s in strings}
+        ids[""] = 0
+        tokens = numpy.empty((n, len(ATTRS)), dtype="uint64")
+        tokens[:, _COLUMN[ORTH]] = numpy.fromiter(
+            map(ids.__getitem__, self.words), dtype="uint64", count=n
+        )
+        tokens[:, _COLUMN[ENT_TYPE]] = numpy.fromiter(
+            map(ids.__getitem__, self.labels), dtype="uint64", count=n
+        )
+        tokens[:, _COLUMN[ENT_IOB]] = numpy.asarray(self.iob, dtype="uint64")
+        # SENT_START is -1 for "not a start"; DocBin stores it as wrapped uint64.
+        tokens[:, _COLUMN[SENT_START]] = numpy.asarray(self.sent_starts, dtype="int64").view(
+            "uint64"
+        )
+        msg = {
+            "version": "0.1",
+            "attrs": ATTRS,
+            "tokens": tokens.tobytes("C"),
+            "spaces": numpy.asarray(self.spaces, dtype=bool).tobytes("C"),
+            "lengths": numpy.asarray(self.lengths, dtype="int32").tobytes("C"),
+            "strings": sorted(strings),
+            "cats": [{} for _ in self.lengths],
+            "flags": [{"has_unknown_spaces": False} for _ in self.lengths],
+            "span_groups": [b"" for _ in self.lengths],
+        }
+        return zlib.compress(srsly.msgpack_dumps(msg))
+
+    def to_disk(self, path: Union[str, Path]) -> None:
+        """Write the DocBin file.
+
+        path (Union[str, Path]): The `.spacy` file to write.
+        """
+        Path(path).write_bytes(self.to_bytes())

@@ -1,0 +1,65 @@
+"""Model architectures of the `ntk_ner` component."""
+
+from typing import Callable, List, Optional, Tuple
+
+from spacy.tokens import Doc
+from spacy.util import registry
+from thinc.api import Linear, Model, chain, with_array, zero_init
+from thinc.types import Floats2d
+
+ARCH_NAME = "spacy_ntk_ner.TokenClassifier.v1"
+
+
+@registry.architectures(ARCH_NAME)
+def build_token_classifier(
+    tok2vec: Model[List[Doc], List[Floats2d]], nO: Optional[int] = None
+) -> Model[List[Doc], List[Floats2d]]:
+    """Score every token's entity tags, and hold the CRF's transition scores.
+
+    The forward pass gives one `(n_tokens, n_tags)` array of emission scores per doc.
+    The CRF's parameters are the model's own: `transitions (n_tags, n_tags)`, `start`
+    and `end (n_tags,)`. The component reads them to decode and adds their gradients
+    with `inc_grad`, so the optimizer updates them with the rest.
+
+    tok2vec (Model[List[Doc], List[Floats2d]]): The encoder: a tok2vec, a listener, or
+        a transformer such as `spacy-transformers.Tok2VecTransformer.v3`.
+    nO (Optional[int]): The number of tags; set from the labels at initialization.
+    RETURNS (Model[List[Doc], List[Floats2d]]): The model.
+    """
+    t2v_width = tok2vec.maybe_get_dim("nO")
+    output_layer = Linear(nO=nO, nI=t2v_width, init_W=zero_init)
+    scorer: Model[List[Doc], List[Floats2d]] = chain(tok2vec, with_array(output_layer))
+    model: Model[List[Doc], List[Floats2d]] = Model(
+        "ntk_token_classifier",
+        _forward,
+        init=_init,
+        layers=[scorer],
+        dims={"nO": nO},
+        params={"transitions": None, "start": None, "end": None},
+        refs={"tok2vec": tok2vec, "output_layer": output_layer},
+    )
+    return model
+
+
+def _forward(
+    model: Model[List[Doc], List[Floats2d]], docs: List[Doc], is_train: bool
+) -> Tuple[List[Floats2d], Callable[[List[Floats2d]], List[Doc]]]:
+    return model.layers[0](docs, is_train)
+
+
+def _init(
+    model: Model[List[Doc], List[Floats2d]],
+    X: Optional[List[Doc]] = None,
+    Y: Optional[List[Floats2d]] = None,
+) -> None:
+    n_tags = model.get_dim("nO")
+    output_layer = model.get_ref("output_layer")
+    if not output_layer.has_dim("nO"):
+        output_layer.set_dim("nO", n_tags)
+    model.layers[0].initialize(X=X)
+    for name, shape in (
+        ("transitions", (n_tags, n_tags)),
+        ("start", (n_tags,)),
+        ("end", (n_tags,)),
+    ):
+        model.set_param(name, model.ops.alloc(shape, dtype="float32"))

@@ -1,0 +1,514 @@
+"""The `ntk_ner` component: token-classification NER with a linear-chain CRF.
+
+An encoder gives a vector per token, a linear layer scores each token's tags
+(BILUO or BIO over the labels), and a CRF with learned transition scores decodes
+them with Viterbi over the allowed transitions only, so the output is always a
+valid entity sequence. Forward-backward gives each entity the marginal probability
+of exactly that span. Training can add the self-regularization of Nguyen et al.
+(ASE 2023) for noisy labels: k passes with their own dropout, and a loss that pulls
+each pass's tag marginals towards their mean.
+
+This module imports no torch or transformers: spaCy imports it whenever it builds
+a `Language`.
+"""
+
+from itertools import islice
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, cast
+
+import numpy
+from spacy.language import Language
+from spacy.pipeline import TrainablePipe
+from spacy.tokens import Doc, Span, SpanGroup
+from spacy.training import Example, validate_examples, validate_get_examples
+from spacy.util import SimpleFrozenList, filter_spans
+from spacy.vocab import Vocab
+from thinc.api import Config, Model, Optimizer, set_dropout_rate
+from thinc.types import Floats2d
+
+from . import crf
+from .crf import TagScheme
+
+SCHEMES = ("BILUO", "BIO")
+
+DEFAULT_MODEL_CONFIG = """
+[model]
+@architectures = "spacy_ntk_ner.TokenClassifier.v1"
+
+[model.tok2vec]
+@architectures = "spacy.HashEmbedCNN.v2"
+pretrained_vectors = null
+width = 96
+depth = 4
+embed_size = 2000
+window_size = 1
+maxout_pieces = 3
+subword_features = true
+"""
+DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
+
+
+# Decoded entities of one doc: first token, end token (exclusive), label index, score.
+DocEntities = List[Tuple[int, int, int, float]]
+
+
+@Language.factory(
+    "ntk_ner",
+    assigns=["doc.ents", "token.ent_iob", "token.ent_type", "doc.spans"],
+    default_config={
+        "model": DEFAULT_MODEL,
+        "scheme": "BILUO",
+        "k": 1,
+        "alpha": 0.0,
+        "alpha_warmup_steps": 0,
+        "threshold": 0.0,
+        "spans_key": "ntk_ner",
+        "overwrite_ents": True,
+        "scorer": {"@scorers": "spacy.ner_scorer.v1"},
+    },
+    default_score_weights={
+        "ents_f": 1.0,
+        "ents_p": 0.0,
+        "ents_r": 0.0,
+        "ents_per_type": None,
+    },
+)
+def make_ntk_ner(
+    nlp: Language,
+    name: str,
+    model: Model[List[Doc], List[Floats2d]],
+    scheme: str,
+    k: int,
+    alpha: float,
+    alpha_warmup_steps: int,
+    threshold: float,
+    spans_key: str,
+    overwrite_ents: bool,
+    scorer: Optional[Callable],
+) -> "NTKEntityRecognizer":
+    """Create an `ntk_ner` component.
+
+    model (Model[List[Doc], List[Floats2d]]): Gives each token's tag scores and holds
+        the CRF transitions (`spacy_ntk_ner.TokenClassifier.v1`).
+    scheme (str): "BILUO" or "BIO": the tags the CRF decodes.
+    k (int): Forward passes per batch in training, each with its own dropout (1: plain).
+    alpha (float): Weight of the agreement loss between the k passes (0: off).
+    alpha_warmup_steps (int): Updates to train before the agreement loss starts.
+    threshold (float): Entities scored below it stay out of `doc.ents`.
+    spans_key (str): Key of the SpanGroup in `doc.spans` holding every decoded
+        entity, with their scores in `attrs["scores"]`.
+    overwrite_ents (bool): Replace `doc.ents`; if False, keep the entities already
+        set and add only those that do not overlap them.
+    scorer (Optional[Callable]): Scores the component (`spacy.ner_scorer.v1`).
+    RETURNS (NTKEntityRecognizer): The component.
+    """
+    return NTKEntityRecognizer(
+        nlp.vocab,
+        model,
+        name,
+        scheme=scheme,
+        k=k,
+        alpha=alpha,
+        alpha_warmup_steps=alpha_warmup_steps,
+        threshold=threshold,
+        spans_key=spans_key,
+        overwrite_ents=overwrite_ents,
+        scorer=scorer,
+    )
+
+
+class NTKEntityRecognizer(TrainablePipe):
+    """Token-classification NER with a CRF, calibrated entity scores and noise-robust
+    training."""
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model[List[Doc], List[Floats2d]],
+        name: str = "ntk_ner",
+        *,
+        scheme: str = "BILUO",
+        k: int = 1,
+        alpha: float = 0.0,
+        alpha_warmup_steps: int = 0,
+        threshold: float = 0.0,
+        spans_key: str = "ntk_ner",
+        overwrite_ents: bool = True,
+        scorer: Optional[Callable] = None,
+    ) -> None:
+        """Initialize the component. See `make_ntk_ner` for the settings."""
+        _check_settings(scheme, k, alpha, alpha_warmup_steps, threshold, spans_key)
+        self.vocab = vocab
+        self.model = model
+        self.name = name
+        self.scorer = scorer
+        self.cfg: Dict[str, Any] = {
+            "labels": [],
+            "scheme": scheme,
+            "k": k,
+            "alpha": alpha,
+            "alpha_warmup_steps": alpha_warmup_steps,
+            "threshold": threshold,
+            "spans_key": spans_key,
+            "overwrite_ents": overwrite_ents,
+        }
+        self._tag_scheme: Optional[TagScheme] = None
+        self._n_updates = 0
+
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        """RETURNS (Tuple[str, ...]): The entity labels."""
+        return tuple(self.cfg["labels"])
+
+    @property
+    def label_data(self) -> List[str]:
+        """RETURNS (List[str]): The labels, as `spacy init labels` saves them."""
+        return list(self.labels)
+
+    @property
+    def tag_scheme(self) -> TagScheme:
+        """RETURNS (TagScheme): The tags and allowed transitions for the labels."""
+        ts = self._tag_scheme
+        if ts is None or ts.labels != self.labels or ts.name != self.cfg["scheme"]:
+            ts = self._tag_scheme = TagScheme.build(self.cfg["scheme"], self.labels)
+        return ts
+
+    def add_label(self, label: str) -> int:
+        """Add an entity label before the model is initialized.
+
+        label (str): The label.
+        RETURNS (int): 0 if it was there already, else 1.
+        """
+        if not isinstance(label, str) or not label or "-" in label[:2]:
+            raise ValueError(f"[{self.name}] invalid entity label: {label!r}")
+        if label in self.cfg["labels"]:
+            return 0
+        if self.model.has_dim("nO") and self.model.get_dim("nO") is not None:
+            raise ValueError(
+                f"[{self.name}] cannot add label {label!r}: the model is already "
+                "initialized with its labels; initialize a new component instead"
+            )
+        self.cfg["labels"].append(label)
+        self.vocab.strings.add(label)
+        return 1
+
+    def initialize(
+        self,
+        get_examples: Callable[[], Iterable[Example]],
+        *,
+        nlp: Optional[Language] = None,
+        labels: Optional[Sequence[str]] = None,
+    ) -> None:
+        """Set the labels, from `labels` or else from the examples' entities, and
+        initialize the model.
+
+        get_examples (Callable[[], Iterable[Example]]): Returns training examples.
+        nlp (Optional[Language]): The pipeline.
+        labels (Optional[Sequence[str]]): The labels, as `spacy init labels` writes them.
+        """
+        validate_get_examples(get_examples, "NTKEntityRecognizer.initialize")
+        if labels is not None:
+            for label in labels:
+                self.add_label(label)
+        else:
+            found: Set[str] = set()
+            for eg in get_examples():
+                found.update(ent.label_ for ent in eg.reference.ents)
+            for label in sorted(found):
+                self.add_label(label)
+        if not self.labels:
+            raise ValueError(
+                f"[{self.name}] no entity labels: the training examples hold no entities "
+                "and no `labels` were given in [initialize.components]"
+            )
+        doc_sample = [eg.reference for eg in islice(get_examples(), 10)]
+        self.model.set_dim("nO", len(self.tag_scheme.tags))
+        self.model.initialize(X=doc_sample)
+
+    # ---- prediction
+
+    def predict(self, docs: Iterable[Doc]) -> List[DocEntities]:
+        """Decode the entities of a batch of docs.
+
+        docs (Iterable[Doc]): The docs.
+        RETURNS (List[DocEntities]): Per doc, `(start, end, label index, score)` of
+            each entity.
+        """
+        docs = list(docs)
+        if not any(len(doc) for doc in docs):
+            return [[] for _ in docs]
+        emissions = self.model.predict(docs)
+        return self._decode(emissions)
+
+    def _decode(self, emissions: List[Floats2d]) -> List[DocEntities]:
+        ops = self.model.ops
+        xp = ops.xp
+        ts = self.tag_scheme
+        lengths_list = [len(e) for e in emissions]
+        live = [i for i, n in enumerate(lengths_list) if n]
+        E = ops.pad([emissions[i] for i in live])
+        lengths = xp.asarray([lengths_list[i] for i in live], dtype="int32")
+        trans, start, end = self._crf_params()
+        path = crf.viterbi(xp, E, lengths, trans, start, end, ts)
+        alpha, log_z = crf.forward(xp, E, lengths, trans, start, end, ts)
+        beta = crf.backward(xp, E, lengths, trans, end, ts)
+        path_h = ops.to_numpy(path)
+        lengths_h = numpy.asarray([lengths_list[i] for i in live])
+        doc_idx, starts, ends, label_idx = _spans_from_path(path_h, lengths_h, ts)
+        result: List[DocEntities] = [[] for _ in emissions]
+        if not len(starts):
+            return result
+        log_p = crf.span_log_probs(
+            xp,
+            E,
+            trans,
+            start,
+            end,
+            alpha,
+            beta,
+            log_z,
+            lengths,
+            path,
+            xp.asarray(doc_idx),
+            xp.asarray(starts),
+            xp.asarray(ends),
+            ts,
+        )
+        probs = ops.to_numpy(xp.exp(log_p)).tolist()
+        for d, s, e, lab, p in zip(
+            doc_idx.tolist(), starts.tolist(), ends.tolist(), label_idx.tolist(), probs
+        ):
+            result[live[d]].append((s, e + 1, lab, float(min(max(p, 0.0), 1.0))))
+        return result
+
+    def set_annotations(self, docs: Iterable[Doc], predictions: List[DocEntities]) -> None:
+        """Set `doc.ents` and the scored SpanGroup `doc.spans[spans_key]`.
+
+        docs (Iterable[Doc]): The docs.
+        predictions (List[DocEntities]): What `predict` returned.
+        """
+        labels = self.labels
+        key = self.cfg["spans_key"]
+        threshold = self.cfg["threshold"]
+        for doc, ents in zip(docs, predictions):
+            spans = [Span(doc, s, e, label=labels[lab]) for s, e, lab, _ in ents]
+            scores = [score for *_, score in ents]
+            doc.spans[key] = SpanGroup(doc, name=key, spans=spans, attrs={"scores": scores})
+            kept = [span for span, score in zip(spans, scores) if score >= threshold]
+            if self.cfg["overwrite_ents"]:
+                doc.set_ents(kept, default="outside")
+            else:
+                existing = list(doc.ents)
+                taken = numpy.zeros(len(doc) + 1, dtype=bool)
+                for ent in existing:
+                    taken[ent.start : ent.end] = True
+                new = [s for s in kept if not taken[s.start : s.end].any()]
+                doc.set_ents(filter_spans(existing + new), default="unmodified")
+
+    # ---- training
+
+    def update(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd: Optional[Optimizer] = None,
+        losses: Optional[Dict[str, float]] = None,
+    ) -> Dict[str, float]:
+        """Learn from a batch: k forward passes, the CRF loss of each, and (after the
+        warm-up) the agreement loss between them.
+
+        examples (Iterable[Example]): The batch.
+        drop (float): Dropout rate.
+        sgd (Optional[Optimizer]): Updates the weights if given.
+        losses (Optional[Dict[str, float]]): Adds this component's loss to it.
+        RETURNS (Dict[str, float]): The losses.
+        """
+        if losses is None:
+            losses = {}
+        losses.setdefault(self.name, 0.0)
+        examples = list(examples)
+        validate_examples(examples, "NTKEntityRecognizer.update")
+        docs = [eg.predicted for eg in examples]
+        if not any(len(doc) for doc in docs):
+            return losses
+        k = self.cfg["k"]
+        alpha = self.cfg["alpha"] if self._n_updates >= self.cfg["alpha_warmup_steps"] else 0.0
+        set_dropout_rate(self.model, drop)
+        passes = [self.model.begin_update(docs) for _ in range(k)]
+        loss, d_emissions, d_params = self._loss(examples, [out for out, _ in passes], alpha)
+        for (_, backprop), d_em in zip(passes, d_emissions):
+            backprop(d_em)
+        for name, grad in d_params.items():
+            self.model.inc_grad(name, grad)
+        if sgd is not None:
+            self.finish_update(sgd)
+        losses[self.name] += loss
+        self._n_updates += 1
+        return losses
+
+    def get_loss(
+        self, examples: Iterable[Example], scores: List[Floats2d]
+    ) -> Tuple[float, List[Floats2d]]:
+        """The CRF's negative log-likelihood of the gold tags (tokens without gold
+        marginalized out) and its gradient with respect to the emission scores.
+
+        examples (Iterable[Example]): The batch.
+        scores (List[Floats2d]): The model's output for it.
+        RETURNS (Tuple[float, List[Floats2d]]): The loss and the gradient.
+        """
+        loss, d_emissions, _ = self._loss(list(examples), [scores], 0.0)
+        return loss, d_emissions[0]
+
+    def _gold(self, examples: Sequence[Example], T: int) -> numpy.ndarray:
+        gold = numpy.full((len(examples), T), -1, dtype="int32")
+        ts = self.tag_scheme
+        for i, eg in enumerate(examples):
+            tags = ts.gold_index(eg.get_aligned_ner())
+            gold[i, : len(tags)] = tags
+        return gold
+
+    def _loss(
+        self, examples: Sequence[Example], outputs: List[List[Floats2d]], alpha: float
+    ) -> Tuple[float, List[List[Floats2d]], Dict[str, Any]]:
+        ops = self.model.ops
+        xp = ops.xp
+        ts = self.tag_scheme
+        k = len(outputs)
+        lengths_list = [len(eg.predicted) for eg in examples]
+        live = [i for i, n in enumerate(lengths_list) if n]
+        live_examples = [examples[i] for i in live]
+        lengths = xp.asarray([lengths_list[i] for i in live], dtype="int32")
+        T = max(lengths_list)
+        gold = xp.asarray(self._gold(live_examples, T))
+        # At a token with gold, only the gold tag; elsewhere any tag.
+        allowed_tags = (gold[:, :, None] < 0) | (
+            gold[:, :, None] == xp.arange(len(ts.tags))[None, None, :]
+        )
+        pos = crf.position_mask(xp, lengths, T)
+        trans, start, end = self._crf_params()
+        total = 0.0
+        d_trans = xp.zeros_like(trans)
+        d_start = xp.zeros_like(start)
+        d_end = xp.zeros_like(end)
+        grads = []
+        log_margs = []
+        for out in outputs:
+            E = ops.pad([out[i] for i in live])
+            log_m, log_z, a, b = crf.marginals(xp, E, lengths, trans, start, end, ts)
+            E_c = xp.where(allowed_tags, E, crf.NEG)
+            log_mc, log_zc, ac, bc = crf.marginals(xp, E_c, lengths, trans, start, end, ts)
+            # A doc whose partial gold admits no valid tag sequence teaches nothing.
+            ok = (log_zc > crf.NEG / 2).astype(E.dtype)
+            total += float(((log_z - log_zc) * ok).sum()) / k
+            w = (ok[:, None] * pos)[:, :, None] / k
+            grads.append((xp.exp(log_m) - xp.exp(log_mc)) * w)
+            d_trans += (
+                crf.transition_counts(xp, E, lengths, trans, a, b, log_z, ts, ok)
+                - crf.transition_counts(xp, E_c, lengths, trans, ac, bc, log_zc, ts, ok)
+            ) / k
+            first, last = crf.boundary_counts(xp, log_m, lengths, ok)
+            first_c, last_c = crf.boundary_counts(xp, log_mc, lengths, ok)
+            d_start += (first - first_c) / k
+            d_end += (last - last_c) / k
+            log_margs.append(log_m)
+        if k > 1 and alpha > 0:
+            total += self._agreement(xp, log_margs, grads, pos, alpha)
+        d_emissions: List[List[Floats2d]] = []
+        for dE in grads:
+            unpadded = cast(List[Floats2d], ops.unpad(dE, [lengths_list[i] for i in live]))
+            full = [ops.alloc2f(0, len(ts.tags)) for _ in examples]
+            for j, i in enumerate(live):
+                full[i] = unpadded[j]
+            d_emissions.append(full)
+        return total, d_emissions, {"transitions": d_trans, "start": d_start, "end": d_end}
+
+    @staticmethod
+    def _agreement(
+        xp: Any, log_margs: List[Any], grads: List[Any], pos: Any, alpha: float
+    ) -> float:
+        """Add alpha * mean_i KL(mean ‖ p_i) over the passes' tag marginals, and its
+        gradient, to `grads`.
+
+        The gradient goes through each position's own marginals with the Jacobian of
+        a softmax, `diag(p) - p pᵀ`: that is exactly the block of the CRF marginals'
+        Jacobian for the position's own emissions. The cross-position blocks (and the
+        transitions) are left out, which keeps it to one pass over the arrays.
+        """
+        k = len(log_margs)
+        log_p = [xp.maximum(lm, crf.LOG_EPS) for lm in log_margs]
+        p = [xp.exp(lp) for lp in log_p]
+        mean = sum(p) / k
+        log_mean = xp.log(mean)
+        mean_log_p = sum(log_p) / k
+        h = log_mean - mean_log_p
+        mask = pos[:, :, None]
+        loss = 0.0
+        for i in range(k):
+            kl = (mean * (log_mean - log_p[i]) * mask).sum()
+            loss += alpha * float(kl) / k
+            p_dot_h = (p[i] * h).sum(axis=2, keepdims=True)
+            grads[i] += (alpha / k) * (p[i] * h - mean - p[i] * (p_dot_h - 1.0)) * mask
+        return loss
+
+    def _crf_params(self) -> Tuple[Any, Any, Any]:
+        m = self.model
+        return m.get_param("transitions"), m.get_param("start"), m.get_param("end")
+
+    # ---- serialization: the tag scheme is derived from cfg, so rebuild it on load
+
+    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = SimpleFrozenList()):
+        super().from_bytes(bytes_data, exclude=exclude)
+        self._tag_scheme = None
+        return self
+
+    def from_disk(self, path: Any, *, exclude: Iterable[str] = SimpleFrozenList()):
+        super().from_disk(path, exclude=exclude)
+        self._tag_scheme = None
+        return self
+
+
+def _check_settings(
+    scheme: str, k: int, alpha: float, alpha_warmup_steps: int, threshold: float, spans_key: str
+) -> None:
+    problems = []
+    if scheme not in SCHEMES:
+        problems.append(f"scheme must be one of {', '.join(SCHEMES)}, not {scheme!r}")
+    if not isinstance(k, int) or k < 1:
+        problems.append(f"k (forward passes per batch) must be at least 1, not {k!r}")
+    if not alpha >= 0:
+        problems.append(f"alpha (agreement loss weight) must be 0 or more, not {alpha!r}")
+    if alpha_warmup_steps < 0:
+        problems.append(f"alpha_warmup_steps must be 0 or more, not {alpha_warmup_steps!r}")
+    if not 0.0 <= threshold <= 1.0:
+        problems.append(f"threshold must be between 0 and 1, not {threshold!r}")
+    if not spans_key:
+        problems.append("spans_key must not be empty")
+    if problems:
+        raise ValueError("[ntk_ner] " + "; ".join(problems))
+
+
+def _spans_from_path(
+    path: numpy.ndarray, lengths: numpy.ndarray, ts: TagScheme
+) -> Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray, numpy.ndarray]:
+    """Find the entities of decoded tag paths, vectorized over the batch.
+
+    RETURNS (Tuple[ndarray, ndarray, ndarray, ndarray]): Doc index, first token,
+        last token (inclusive) and label index of each entity, in order.
+    """
+    B, T = path.shape
+    n_pre = 4 if ts.name == "BILUO" else 2
+    live = numpy.arange(T)[None, :] < lengths[:, None]
+    is_ent = (path > 0) & live
+    offset = numpy.where(is_ent, path - 1, 0)
+    prefix = offset % n_pre  # BILUO: 0 B, 1 I, 2 L, 3 U;  BIO: 0 B, 1 I
+    label = offset // n_pre
+    begins = is_ent & ((prefix == 0) | (prefix == 3 if n_pre == 4 else False))
+    if n_pre == 4:
+        finishes = is_ent & ((prefix == 2) | (prefix == 3))
+    else:
+        nxt_inside = numpy.zeros_like(is_ent)
+        nxt_inside[:, :-1] = is_ent[:, 1:] & (prefix[:, 1:] == 1)
+        finishes = is_ent & ~nxt_inside
+    doc_idx, starts = numpy.nonzero(begins)
+    _, ends = numpy.nonzero(finishes)
+    return doc_idx, starts, ends, label[doc_idx, starts]

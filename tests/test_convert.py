@@ -1,0 +1,217 @@
+import json
+from pathlib import Path
+from typing import List, Tuple
+
+import pytest
+import spacy
+from conftest import run_cli, write
+from spacy.tokens import DocBin
+from spacy.training import Corpus
+from spacy.vocab import Vocab
+
+from spacy_ntk_ner.bio import DocRecord
+from spacy_ntk_ner.convert import ReadOptions, assign_split, convert, read_bio, record_to_doc
+from spacy_ntk_ner.docbin import DocBinWriter
+
+
+def sentence(i: int, n: int = 3) -> str:
+    words = [f"w{i}_{j}" for j in range(n)]
+    tags = ["B-X"] + ["O"] * (n - 1)
+    return "<s>\n" + "".join(f"{w}\t{t}\n" for w, t in zip(words, tags)) + "</s>\n"
+
+
+def load_dir(folder: Path) -> List:
+    vocab = Vocab()
+    docs = []
+    for f in sorted(folder.glob("*.spacy")):
+        docs.extend(DocBin().from_disk(f).get_docs(vocab))
+    return docs
+
+
+def test_docbin_writer_matches_spacy(tmp_path: Path) -> None:
+    # "HEAD", "number" and "LOC" are spaCy symbols with fixed ids, not hashes.
+    rec = DocRecord(
+        words=["HEAD", "number", "gethostbyname( )", "Übung", "."],
+        spaces=[True, True, True, False, False],
+        iob=[3, 1, 2, 3, 2],
+        labels=["LOC", "LOC", "", "Error_Name", ""],
+        sent_starts=[1, -1, -1, 1, -1],
+        n_sents=2,
+    )
+    writer = DocBinWriter()
+    writer.add(rec)
+    writer.to_disk(tmp_path / "a.spacy")
+    vocab = Vocab()
+    (ours,) = DocBin().from_disk(tmp_path / "a.spacy").get_docs(vocab)
+    theirs = record_to_doc(rec, vocab)
+    assert ours.text == theirs.text == "HEAD number gethostbyname( ) Übung."
+    assert [t.text for t in ours] == rec.words
+    assert [(e.text, e.label_) for e in ours.ents] == [
+        ("HEAD number", "LOC"),
+        ("Übung", "Error_Name"),
+    ]
+    assert [s.text for s in ours.sents] == [s.text for s in theirs.sents]
+    assert (
+        ours.to_array(["ENT_IOB", "ENT_TYPE"]).tolist()
+        == theirs.to_array(["ENT_IOB", "ENT_TYPE"]).tolist()
+    )
+
+
+def test_convert_split_is_stable_and_keeps_docs_whole(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    for i in range(30):
+        write(corpus, f"art{i:02d}.txt", sentence(i) + sentence(100 + i))
+    out = tmp_path / "out"
+    stats = convert([corpus], out, ReadOptions(n_sents=1), split="train=0.6,dev=0.4", seed=3)
+    assert stats.files == 30
+    splits = {}
+    for name in ("train", "dev"):
+        for doc in load_dir(out / name):
+            splits.setdefault(doc[0].text.split("_")[0][1:], set()).add(name)
+    # Each article's two sentences went to one split.
+    assert all(len(v) == 1 for v in splits.values())
+    assert stats.splits["train"].docs + stats.splits["dev"].docs == 60
+    # Adding articles does not move the old ones.
+    for i in range(30, 60):
+        write(corpus, f"art{i:02d}.txt", sentence(i))
+    convert([corpus], out, ReadOptions(), split="train=0.6,dev=0.4", seed=3)
+    for name in ("train", "dev"):
+        for doc in load_dir(out / name):
+            key = doc[0].text.split("_")[0][1:]
+            if int(key) < 30:
+                assert splits[key] == {name}
+
+
+def test_split_of_plain_sentences_is_by_content() -> None:
+    splits = [("a", 0.5), ("b", 0.5)]
+    assert assign_split("x", splits, 0) == assign_split("x", splits, 0)
+    got = {assign_split(str(i), splits, 0) for i in range(50)}
+    assert got == {"a", "b"}
+
+
+def test_shards_n_sents_and_spacy_corpus(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.txt", "".join(sentence(i) for i in range(10)))
+    out = tmp_path / "out"
+    stats = convert([path], out, ReadOptions(n_sents=3), shard_size=2)
+    assert stats.splits["all"].docs == 4
+    assert stats.splits["all"].shards == 2
+    assert stats.splits["all"].sentences == 10
+    docs = load_dir(out)
+    assert [len(list(d.sents)) for d in docs] == [3, 3, 3, 1]
+    # `spacy train` reads the folder as it is.
+    nlp = spacy.blank("en")
+    examples = list(Corpus(out)(nlp))
+    assert len(examples) == 4
+    assert sum(len(eg.reference.ents) for eg in examples) == 10
+    report = json.loads((out / "stats.json").read_text())
+    assert report["splits"]["all"]["entities"] == {"X": 10}
+
+
+def test_rerun_replaces_old_shards(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.txt", "".join(sentence(i) for i in range(6)))
+    out = tmp_path / "out"
+    convert([path], out, shard_size=1)
+    assert len(list(out.glob("*.spacy"))) == 6
+    convert([path], out, shard_size=10)
+    assert len(list(out.glob("*.spacy"))) == 1
+
+
+def test_read_bio_docs(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.conll", "Use\tO\nC++\tB-Language\n(\tO\nfast\tO\n)\tO\n.\tO\n\n")
+    (doc,) = read_bio(path)
+    assert doc.text == "Use C++ (fast)."
+    assert [(e.text, e.label_) for e in doc.ents] == [("C++", "Language")]
+    (plain,) = read_bio(path, options=ReadOptions(plain_spaces=True))
+    assert plain.text == "Use C++ ( fast ) ."
+
+
+# Entities next to punctuation, clitics, brackets and quotes, as WikiSER has them.
+BOUNDARY_FIXTURE: List[Tuple[str, ...]] = [
+    ("It", "runs", "on", "[Linux]", "."),
+    ("The", "[neural", "tangent", "kernel]", "(", "[NTK]", ")", "is", "used", "."),
+    ("[ANN]", "'s", "weights", "change", ",", "says", "[Jacot]", "."),
+    ("Use", '"', "[pip]", '"', "or", "[conda]", ";", "both", "work", "!"),
+    ("[Python]", "3", "does", "n't", "need", "[setuptools]", ":", "see", "[PEP", "517]", "."),
+    ("Written", "in", "[C++]", ",", "[Rust]", "and", "[Go]", "."),
+    ("The", "[x86-64]", "port", "[", "of", "[FreeBSD]", "]", "boots", "."),
+    ("It", "costs", "50", "%", "less", "than", "[AWS]", "?"),
+    ("[Node.js]", "and", "[Vue.js]", "run", "in", "[V8]", "."),
+    ("Call", "[gethostbyname( )]", "from", "[libc]", "."),
+]
+
+
+def test_reconstructed_text_keeps_entity_boundaries(tmp_path: Path) -> None:
+    lines = []
+    n_ents = 0
+    for sent in BOUNDARY_FIXTURE:
+        lines.append("<s>")
+        inside = False
+        for tok in sent:
+            word = tok.strip("[]") if tok not in ("[", "]") else tok
+            starts, ends = tok.startswith("[") and tok != "[", tok.endswith("]") and tok != "]"
+            tag = "B-E" if starts else "I-E" if inside else "O"
+            n_ents += starts
+            inside = (inside or starts) and not ends
+            lines.append(f"{word}\t{tag}")
+        lines.append("</s>")
+    path = write(tmp_path, "b.txt", "\n".join(lines) + "\n")
+    nlp = spacy.blank("en")
+    kept = total = 0
+    for doc in read_bio(path, nlp.vocab):
+        retok = nlp.make_doc(doc.text)
+        for ent in doc.ents:
+            total += 1
+            kept += retok.char_span(ent.start_char, ent.end_char) is not None
+    assert total == n_ents
+    assert kept / total >= 0.998 or total - kept == 0, (kept, total)
+
+
+def test_cli_convert_report_and_export(tmp_path: Path) -> None:
+    src = write(tmp_path, "in.txt", sentence(1) + sentence(2) + "<s>\nx\tO\ny\tI-X\n</s>\n")
+    res = run_cli(["convert", str(src), str(tmp_path / "out"), "--shard-size", "2"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "tokens" in res.stdout and "I- without B-" in res.stdout
+    assert f"{src}:13: 'I-X' follows O" in res.stdout
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert stats["repairs"]["I- without B-"]["count"] == 1
+    for fmt, marker in (("wikiser", "<s>\n"), ("conll", "\n\n")):
+        out = tmp_path / f"back.{fmt}"
+        res = run_cli(["export", str(tmp_path / "out"), str(out), "--format", fmt], tmp_path)
+        assert res.returncode == 0, res.stderr
+        text = out.read_text()
+        assert marker in text
+        assert "y\tB-X" in text and "w1_0\tB-X" in text
+
+
+@pytest.mark.parametrize(
+    "content,args,message",
+    [
+        (b"a\tO\nb\xff\tO\n", [], "in.txt:2: not valid UTF-8"),
+        (b"a\tO\nb\n", [], "in.txt:2: token 'b' has no tag"),
+        (b"<s>\na\tO\n", [], "in.txt:1: <s> without </s>"),
+        (b"", [], "in.txt:1: empty file"),
+        (b"a\tB-X\nb\tO\nc\tI-X\n", ["--on-invalid", "error"], "in.txt:3: 'I-X' follows O"),
+        (b"a\tO\n", ["--split", "train=0.5,dev=0.4"], "--split: the fractions add up to 0.9"),
+    ],
+)
+def test_cli_errors_are_one_line(
+    tmp_path: Path, content: bytes, args: List[str], message: str
+) -> None:
+    (tmp_path / "in.txt").write_bytes(content)
+    res = run_cli(["convert", "in.txt", "out", *args], tmp_path)
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines() == [f"error: {message}"] or message in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_cli_missing_input_and_bad_option(tmp_path: Path) -> None:
+    res = run_cli(["convert", "nope.txt", "out"], tmp_path)
+    assert res.returncode == 1
+    assert res.stderr.strip() == "error: nope.txt: no such file or directory"
+    res = run_cli(["convert", "nope.txt", "out", "--tag-column", "1"], tmp_path)
+    assert res.returncode == 2
+    assert "column 1 holds the tokens" in res.stderr
+    res = run_cli(["export", "nope", "out.txt"], tmp_path)
+    assert res.returncode == 1
+    assert res.stderr.strip() == "error: nope: no such file or directory"

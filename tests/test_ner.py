@@ -1,0 +1,328 @@
+import json
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import List, Tuple
+
+import numpy
+import pytest
+import spacy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from spacy.language import Language
+from spacy.tokens import Doc, Span
+from spacy.training import Example
+from spacy.util import registry
+from thinc.api import fix_random_seed
+
+from spacy_ntk_ner import crf
+from spacy_ntk_ner.crf import TagScheme
+from spacy_ntk_ner.ner import NTKEntityRecognizer, _spans_from_path
+
+TRAIN = [
+    ("I like London and Berlin .", [(7, 13, "LOC"), (18, 24, "LOC")]),
+    ("Guido van Rossum wrote Python .", [(0, 16, "PER"), (23, 29, "LANG")]),
+    ("Python runs on Linux", [(0, 6, "LANG"), (15, 20, "OS")]),
+    ("Berlin is big", [(0, 6, "LOC")]),
+]
+
+
+def make_examples(nlp: Language) -> List[Example]:
+    return [Example.from_dict(nlp.make_doc(t), {"entities": e}) for t, e in TRAIN]
+
+
+def train(config: dict, steps: int = 50, drop: float = 0.1) -> Language:
+    fix_random_seed(0)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("ntk_ner", config=config)
+    examples = make_examples(nlp)
+    optimizer = nlp.initialize(lambda: examples)
+    for _ in range(steps):
+        nlp.update(examples, sgd=optimizer, drop=drop)
+    return nlp
+
+
+@pytest.fixture(scope="module")
+def trained() -> Language:
+    return train({"k": 2, "alpha": 1.0, "alpha_warmup_steps": 5}, steps=60)
+
+
+def predictions(nlp: Language) -> List[List[Tuple[str, str, float]]]:
+    out = []
+    for doc in nlp.pipe([t for t, _ in TRAIN]):
+        scores = doc.spans["ntk_ner"].attrs["scores"]
+        out.append(
+            [(s.text, s.label_, round(sc, 5)) for s, sc in zip(doc.spans["ntk_ner"], scores)]
+        )
+    return out
+
+
+def test_entry_points_resolve() -> None:
+    eps = {
+        (group, ep.name): ep
+        for group in ("spacy_factories", "spacy_architectures", "spacy_readers")
+        for ep in entry_points(group=group)
+    }
+    factory = eps[("spacy_factories", "ntk_ner")].load()
+    assert factory.__name__ == "make_ntk_ner"
+    arch = eps[("spacy_architectures", "spacy_ntk_ner.TokenClassifier.v1")].load()
+    assert registry.architectures.get("spacy_ntk_ner.TokenClassifier.v1") is arch
+    assert (
+        registry.readers.get("spacy_ntk_ner.BIOCorpus.v1")
+        is eps[("spacy_readers", "spacy_ntk_ner.BIOCorpus.v1")].load()
+    )
+
+
+def test_factory_declares_assigns_and_scores() -> None:
+    meta = Language.get_factory_meta("ntk_ner")
+    assert "doc.ents" in meta.assigns
+    assert meta.default_score_weights["ents_f"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "config,setting",
+    [
+        ({"k": 0}, "k (forward passes per batch) must be at least 1"),
+        ({"alpha": -1.0}, "alpha (agreement loss weight) must be 0 or more"),
+        ({"threshold": 1.5}, "threshold must be between 0 and 1"),
+        ({"scheme": "IOB"}, "scheme must be one of BILUO, BIO"),
+        ({"alpha_warmup_steps": -2}, "alpha_warmup_steps must be 0 or more"),
+    ],
+)
+def test_bad_settings_are_named(config: dict, setting: str) -> None:
+    nlp = spacy.blank("en")
+    with pytest.raises(
+        ValueError, match=r"\[ntk_ner\] .*" + setting.replace("(", r"\(").replace(")", r"\)")
+    ):
+        nlp.add_pipe("ntk_ner", config=config)
+
+
+def test_no_labels_at_initialize() -> None:
+    nlp = spacy.blank("en")
+    nlp.add_pipe("ntk_ner")
+    examples = [Example.from_dict(nlp.make_doc("no entities here"), {"entities": []})]
+    with pytest.raises(ValueError, match=r"\[ntk_ner\] no entity labels"):
+        nlp.initialize(lambda: examples)
+
+
+def test_labels_from_initialize_config() -> None:
+    nlp = spacy.blank("en")
+    ner = nlp.add_pipe("ntk_ner")
+    examples = make_examples(nlp)
+    nlp.initialize(lambda: examples)
+    assert ner.labels == ("LANG", "LOC", "OS", "PER")
+    nlp2 = spacy.blank("en")
+    ner2 = nlp2.add_pipe("ntk_ner")
+    ner2.initialize(lambda: examples, nlp=nlp2, labels=["B", "A"])
+    assert ner2.labels == ("B", "A")
+    assert ner2.label_data == ["B", "A"]
+
+
+def test_overfit_finds_all_entities(trained: Language) -> None:
+    for doc, (_, gold) in zip(trained.pipe([t for t, _ in TRAIN]), TRAIN):
+        assert [(e.start_char, e.end_char, e.label_) for e in doc.ents] == gold
+        scores = doc.spans["ntk_ner"].attrs["scores"]
+        assert len(scores) == len(doc.spans["ntk_ner"])
+        assert all(0.5 < s <= 1.0 for s in scores)
+    scores = trained.evaluate(make_examples(trained))
+    assert scores["ents_f"] == 1.0
+    assert set(scores["ents_per_type"]) == {"LOC", "PER", "LANG", "OS"}
+
+
+def test_bytes_and_disk_round_trips(trained: Language, tmp_path: Path) -> None:
+    expected = predictions(trained)
+    nlp2 = spacy.blank("en")
+    nlp2.add_pipe("ntk_ner")
+    nlp2.from_bytes(trained.to_bytes())
+    assert predictions(nlp2) == expected
+    trained.to_disk(tmp_path / "p")
+    assert predictions(spacy.load(tmp_path / "p")) == expected
+    ner = trained.get_pipe("ntk_ner")
+    fresh = spacy.blank("en")
+    ner2 = fresh.add_pipe("ntk_ner")
+    assert isinstance(ner2, NTKEntityRecognizer)
+    ner2.from_bytes(ner.to_bytes())
+    assert ner2.labels == ner.labels
+    assert predictions(fresh) == expected
+
+
+def test_reload_in_a_new_process(trained: Language, tmp_path: Path) -> None:
+    """The pipeline loads where the package is installed but never imported."""
+    trained.to_disk(tmp_path / "p")
+    code = (
+        "import json, sys, spacy\n"
+        "nlp = spacy.load(sys.argv[1])\n"
+        "out = []\n"
+        "for doc in nlp.pipe(json.loads(sys.argv[2])):\n"
+        "    sg = doc.spans['ntk_ner']\n"
+        "    pairs = zip(sg, sg.attrs['scores'])\n"
+        "    out.append([[s.text, s.label_, round(x, 5)] for s, x in pairs])\n"
+        "print(json.dumps(out))\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "p"), json.dumps([t for t, _ in TRAIN])],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    reloaded = [[tuple(x) for x in doc] for doc in json.loads(res.stdout)]
+    assert reloaded == predictions(trained)
+
+
+def test_threshold_and_overwrite(trained: Language) -> None:
+    ner = trained.get_pipe("ntk_ner")
+    text = TRAIN[1][0]
+    doc = trained(text)
+    scores = doc.spans["ntk_ner"].attrs["scores"]
+    assert len(doc.ents) == len(scores) == 2
+    low = min(range(2), key=lambda i: scores[i])
+    ner.cfg["threshold"] = (scores[low] + scores[1 - low]) / 2
+    doc = trained(text)
+    assert len(doc.spans["ntk_ner"]) == 2
+    assert [e.text for e in doc.ents] == [doc.spans["ntk_ner"][1 - low].text]
+    ner.cfg["threshold"] = 0.0
+    ner.cfg["overwrite_ents"] = False
+    text = TRAIN[0][0]
+    doc = trained.make_doc(text)
+    doc.ents = [Span(doc, 2, 4, label="MISC")]  # "London and"
+    doc = ner(doc)
+    assert [(e.text, e.label_) for e in doc.ents] == [("London and", "MISC"), ("Berlin", "LOC")]
+    ner.cfg["overwrite_ents"] = True
+    doc = ner(doc)
+    assert [(e.text, e.label_) for e in doc.ents] == [("London", "LOC"), ("Berlin", "LOC")]
+
+
+def test_pipe_batches_and_processes(trained: Language) -> None:
+    texts = [t for t, _ in TRAIN] * 3 + [""]
+    single = [[(e.text, e.label_) for e in trained(t).ents] for t in texts]
+    batched = [[(e.text, e.label_) for e in d.ents] for d in trained.pipe(texts, batch_size=2)]
+    multi = [
+        [(e.text, e.label_) for e in d.ents] for d in trained.pipe(texts, n_process=2, batch_size=3)
+    ]
+    assert single == batched == multi
+
+
+def test_k2_loss_differs_from_k1() -> None:
+    losses = {}
+    for k in (1, 2):
+        fix_random_seed(0)
+        nlp = spacy.blank("en")
+        nlp.add_pipe("ntk_ner", config={"k": k, "alpha": 5.0})
+        examples = make_examples(nlp)
+        optimizer = nlp.initialize(lambda: examples)
+        for _ in range(3):
+            nlp.update(examples, sgd=optimizer, drop=0.0)
+        fix_random_seed(1)
+        losses[k] = nlp.update(examples, drop=0.5)["ntk_ner"]
+    assert losses[1] > 0 and losses[2] > 0
+    assert losses[1] != pytest.approx(losses[2], rel=1e-4)
+
+
+def test_alpha_waits_for_warmup() -> None:
+    nlp = spacy.blank("en")
+    ner = nlp.add_pipe("ntk_ner", config={"k": 2, "alpha": 50.0, "alpha_warmup_steps": 1})
+    examples = make_examples(nlp)
+    nlp.initialize(lambda: examples)
+    seen = []
+    agreement = NTKEntityRecognizer._agreement
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(True)
+        return agreement(*args, **kwargs)
+
+    ner._agreement = spy  # type: ignore[method-assign]
+    nlp.update(examples, drop=0.2)
+    assert seen == []
+    nlp.update(examples, drop=0.2)
+    assert seen == [True]
+
+
+def test_missing_and_misaligned_gold_are_masked() -> None:
+    nlp = spacy.blank("en")
+    ner = nlp.add_pipe("ntk_ner")
+    examples = make_examples(nlp)
+    nlp.initialize(lambda: examples)
+    words = ["I", "like", "London", "."]
+    pred = Doc(nlp.vocab, words=words)
+    # No annotation at all: nothing to learn, not "O" everywhere.
+    missing = Example(pred, Doc(nlp.vocab, words=words))
+    scores = ner.model.predict([pred])
+    loss, grads = ner.get_loss([missing], scores)
+    assert loss == pytest.approx(0.0, abs=1e-5)
+    assert numpy.abs(grads[0]).max() < 1e-5
+    # Only "London" annotated: the loss differs from the fully annotated doc's.
+    partial = Doc(nlp.vocab, words=words, ents=["", "", "B-LOC", ""])
+    full = Doc(nlp.vocab, words=words, ents=["O", "O", "B-LOC", "O"])
+    loss_partial, _ = ner.get_loss([Example(pred, partial)], scores)
+    loss_full, _ = ner.get_loss([Example(pred, full)], scores)
+    assert 0 < loss_partial < loss_full
+    # Gold tokenized differently ("Lon don"): the misaligned token is left out.
+    gold = Doc(
+        nlp.vocab,
+        words=["I", "like", "Lon", "don", "."],
+        spaces=[True, True, False, False, False],
+        ents=["O", "B-LOC", "I-LOC", "I-LOC", "O"],
+    )
+    pred2 = Doc(nlp.vocab, words=["I", "like", "London", "."], spaces=[True, True, False, False])
+    eg = Example(pred2, gold)
+    assert ner.tag_scheme.gold_index(eg.get_aligned_ner())[0] == 0
+    losses = nlp.update([eg], drop=0.0)
+    assert numpy.isfinite(losses["ntk_ner"])
+
+
+def test_empty_docs(trained: Language) -> None:
+    doc = trained("")
+    assert len(doc.ents) == 0 and len(doc.spans["ntk_ner"]) == 0
+    eg = Example(trained.make_doc(""), trained.make_doc(""))
+    assert trained.update([eg])["ntk_ner"] == 0.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    scheme=st.sampled_from(["BILUO", "BIO"]),
+    n_labels=st.integers(1, 3),
+    lengths=st.lists(st.integers(1, 9), min_size=1, max_size=4),
+    seed=st.integers(0, 10_000),
+    scale=st.floats(0.1, 20.0),
+)
+def test_decoder_yields_valid_entities_with_scores(
+    scheme: str, n_labels: int, lengths: List[int], seed: int, scale: float
+) -> None:
+    ts = TagScheme.build(scheme, [f"L{i}" for i in range(n_labels)])
+    K = len(ts.tags)
+    rng = numpy.random.default_rng(seed)
+    B, T = len(lengths), max(lengths)
+    E = (rng.normal(size=(B, T, K)) * scale).astype("float32")
+    trans = (rng.normal(size=(K, K)) * scale).astype("float32")
+    start, end = (rng.normal(size=(2, K)) * scale).astype("float32")
+    lens = numpy.asarray(lengths, dtype="int32")
+    path = crf.viterbi(numpy, E, lens, trans, start, end, ts)
+    for b, n in enumerate(lengths):
+        tags = [ts.tags[i] for i in path[b, :n]]
+        assert ts.start[path[b, 0]] and ts.end[path[b, n - 1]]
+        for i in range(1, n):
+            assert ts.allowed[path[b, i - 1], path[b, i]], tags
+        if scheme == "BIO":
+            assert all(
+                not (t.startswith("I-") and (i == 0 or tags[i - 1][2:] != t[2:]))
+                for i, t in enumerate(tags)
+            )
+    alpha, log_z = crf.forward(numpy, E, lens, trans, start, end, ts)
+    beta = crf.backward(numpy, E, lens, trans, end, ts)
+    doc_idx, starts, ends, labels = _spans_from_path(path, lens, ts)
+    assert numpy.all(starts <= ends)
+    if len(starts):
+        assert numpy.all(ends < lens[doc_idx])
+        # Spans of one doc do not overlap.
+        for d in set(doc_idx.tolist()):
+            s, e = starts[doc_idx == d], ends[doc_idx == d]
+            assert numpy.all(s[1:] > e[:-1])
+        logp = crf.span_log_probs(
+            numpy, E, trans, start, end, alpha, beta, log_z, lens, path, doc_idx, starts, ends, ts
+        )
+        p = numpy.exp(logp)
+        assert p.shape == starts.shape
+        assert numpy.all((p >= 0) & (p <= 1))

@@ -1,0 +1,210 @@
+"""The training workflow: configs, a transformer pipeline end to end on the CPU, and a
+packaged wheel that installs and loads by name in a fresh virtual environment."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import List
+
+import pytest
+import spacy
+from thinc.api import Config
+
+from spacy_ntk_ner.convert import ReadOptions, convert
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIGS = ["cpu", "cpu-ner", "trf", "trf-ner"]
+SAMPLE = REPO / "assets" / "sample.bio"
+
+
+def load_script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(cmd: List[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=1200)
+    assert res.returncode == 0, f"{' '.join(cmd)}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    return res
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("corpus")
+    convert([SAMPLE], out, ReadOptions(), split="train=0.8,dev=0.2", seed=0)
+    return out
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_fills_unchanged(name: str, tmp_path: Path) -> None:
+    from spacy.cli.init_config import fill_config
+
+    path = REPO / "configs" / f"{name}.cfg"
+    fill_config(tmp_path / "filled.cfg", path, silent=True)
+    original = Config().from_disk(path, interpolate=False)
+    filled = Config().from_disk(tmp_path / "filled.cfg", interpolate=False)
+    assert filled == original
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_passes_debug_config(name: str, corpus: Path, tmp_path: Path) -> None:
+    res = run(
+        [
+            sys.executable,
+            "-m",
+            "spacy",
+            "debug",
+            "config",
+            str(REPO / "configs" / f"{name}.cfg"),
+            "--paths.train",
+            str(corpus / "train"),
+            "--paths.dev",
+            str(corpus / "dev"),
+        ],
+        tmp_path,
+    )
+    assert "Config is valid" in res.stdout
+
+
+def test_project_yml_is_valid() -> None:
+    from weasel.util import load_project_config
+
+    project = load_project_config(REPO)
+    assert {"all", "all-gpu", "wikiser"} <= set(project["workflows"])
+    commands = {c["name"]: c for c in project["commands"]}
+    for workflow in project["workflows"].values():
+        assert all(step in commands for step in workflow)
+    assets = {a["dest"]: a for a in project["assets"]}
+    assert assets["assets/wikiser/dev.txt"]["checksum"] == "fd756683b6a03f7e883e237a250ba857"
+
+
+def test_transformer_pipeline_end_to_end_on_cpu(corpus: Path, tmp_path: Path) -> None:
+    """configs/trf.cfg with a tiny random BERT: train, save, spacy.load, predict."""
+    make_random_encoder = load_script("make_encoder").make_random_encoder
+    texts = [line.split("\t")[0] for line in SAMPLE.read_text().splitlines()]
+    encoder = make_random_encoder(tmp_path / "encoder", texts, "tiny")
+    out = tmp_path / "training"
+    run(
+        [
+            sys.executable,
+            "-m",
+            "spacy",
+            "train",
+            str(REPO / "configs" / "trf.cfg"),
+            "--output",
+            str(out),
+            "--paths.train",
+            str(corpus / "train"),
+            "--paths.dev",
+            str(corpus / "dev"),
+            "--components.ntk_ner.model.tok2vec.name",
+            str(encoder),
+            "--components.ntk_ner.model.tok2vec.mixed_precision",
+            "false",
+            "--components.ntk_ner.alpha_warmup_steps",
+            "2",
+            "--training.max_steps",
+            "6",
+            "--training.eval_frequency",
+            "3",
+            "--training.batcher.size",
+            "500",
+        ],
+        tmp_path,
+    )
+    # The pipeline holds the transformer itself: it loads without the encoder folder.
+    for f in encoder.iterdir():
+        f.unlink()
+    encoder.rmdir()
+    res = run(
+        [
+            sys.executable,
+            "-c",
+            "import json, sys, spacy\n"
+            "nlp = spacy.load(sys.argv[1])\n"
+            "doc = nlp('Python runs on Linux and uses HTTP .')\n"
+            "g = doc.spans['ntk_ner']\n"
+            "print(json.dumps({'pipe': nlp.pipe_names, 'n': len(doc), 's': g.attrs['scores']}))",
+            str(out / "model-last"),
+        ],
+        tmp_path,
+    )
+    got = json.loads(res.stdout)
+    assert got["pipe"] == ["ntk_ner"] and got["n"] == 8
+    assert all(0.0 <= s <= 1.0 for s in got["s"])
+    nlp = spacy.load(out / "model-last")
+    assert nlp.get_pipe("ntk_ner").cfg["k"] == 2
+
+
+def test_packaged_wheel_installs_and_loads_by_name(corpus: Path, tmp_path: Path) -> None:
+    """`spacy package` records spacy-ntk-ner as a requirement; the wheel installs into
+    a fresh virtual environment and loads by name in a script that never imports us."""
+    out = tmp_path / "training"
+    run(
+        [
+            sys.executable,
+            "-m",
+            "spacy",
+            "train",
+            str(REPO / "configs" / "cpu.cfg"),
+            "--output",
+            str(out),
+            "--paths.train",
+            str(corpus / "train"),
+            "--paths.dev",
+            str(corpus / "dev"),
+            "--training.max_steps",
+            "20",
+            "--training.eval_frequency",
+            "10",
+        ],
+        tmp_path,
+    )
+    packages = tmp_path / "packages"
+    packages.mkdir()
+    run(
+        [
+            sys.executable,
+            "-m",
+            "spacy",
+            "package",
+            str(out / "model-best"),
+            str(packages),
+            "--name",
+            "ntk_tiny",
+            "--version",
+            "0.0.1",
+            "--build",
+            "wheel",
+        ],
+        tmp_path,
+    )
+    meta = json.loads((packages / "en_ntk_tiny-0.0.1" / "meta.json").read_text())
+    assert any(r.startswith("spacy-ntk-ner>=") for r in meta["requirements"])
+    res = run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "install_check.py"),
+            str(packages / "en_ntk_tiny-0.0.1" / "dist"),
+            "en_ntk_tiny",
+            "--venv",
+            str(tmp_path / "venv"),
+            "--constraint",
+            "torch==2.13.0",
+            "--text",
+            "Python runs on Linux .",
+        ],
+        tmp_path,
+    )
+    assert "spacy.load('en_ntk_tiny') in a fresh environment: pipeline ['ntk_ner']" in res.stdout
+    assert "spacy-ntk-ner>=0.1.0,<0.2.0" in res.stdout
+    site = list((tmp_path / "venv" / "lib").glob("python*/site-packages/spacy_ntk_ner"))
+    assert site, "spacy-ntk-ner was not installed into the fresh environment"
