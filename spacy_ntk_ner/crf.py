@@ -20,6 +20,14 @@ import numpy
 NEG = -1e4
 # Log-probabilities below this are clipped in the agreement loss.
 LOG_EPS = -27.0
+# Rescaled log-scores are clipped here before exp(): far below float32's smallest normal
+# number lie denormals, which make the matrix products many times slower. exp(-60) is
+# 1e-26, nothing next to the 1.0 of the largest term.
+CLIP = -60.0
+
+
+def _exp(xp: Any, x: Any) -> Any:
+    return xp.exp(xp.maximum(x, CLIP))
 
 
 @dataclass(frozen=True)
@@ -115,7 +123,7 @@ def forward(
     alpha[:, 0] = a
     for t in range(1, T):
         m = a.max(axis=1, keepdims=True)
-        nxt = xp.log(xp.exp(a - m) @ exp_t + 1e-30) + m + E[:, t]
+        nxt = xp.log(_exp(xp, a - m) @ exp_t + 1e-30) + m + E[:, t]
         live = (t < lengths)[:, None]
         a = xp.where(live, nxt, a)
         alpha[:, t] = a
@@ -140,7 +148,7 @@ def backward(xp: Any, E: Any, lengths: Any, trans: Any, end: Any, scheme: TagSch
     for t in range(T - 2, -1, -1):
         nxt_scores = E[:, t + 1] + b
         m = nxt_scores.max(axis=1, keepdims=True)
-        nxt = xp.log(xp.exp(nxt_scores - m) @ exp_t_T + 1e-30) + m
+        nxt = xp.log(_exp(xp, nxt_scores - m) @ exp_t_T + 1e-30) + m
         inside = (t < lengths - 1)[:, None]
         b = xp.where(inside, nxt, end_score)
         beta[:, t] = b
@@ -195,8 +203,8 @@ def transition_counts(
     m2 = nxt.max(axis=2, keepdims=True)
     live = position_mask(xp, lengths, T)[:, 1:, None] * weights[:, None, None]
     scale = xp.exp(m1 + m2 - log_z[:, None, None]) * live
-    left = (xp.exp(prev - m1) * scale).reshape(-1, K)
-    right = xp.exp(nxt - m2).reshape(-1, K)
+    left = (_exp(xp, prev - m1) * scale).reshape(-1, K)
+    right = _exp(xp, nxt - m2).reshape(-1, K)
     return exp_t * (left.T @ right)
 
 
@@ -227,7 +235,7 @@ def viterbi(
     for t in range(1, T):
         cand = score[:, :, None] + t_scores[None]
         best = cand.argmax(axis=1)
-        nxt = xp.take_along_axis(cand, best[:, None, :], axis=1)[:, 0] + E[:, t]
+        nxt = cand.max(axis=1) + E[:, t]
         live = (t < lengths)[:, None]
         back[:, t] = xp.where(live, best, xp.arange(K)[None, :])
         score = xp.where(live, nxt, score)

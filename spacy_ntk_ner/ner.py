@@ -16,6 +16,7 @@ from itertools import islice
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, cast
 
 import numpy
+from spacy.attrs import ENT_IOB, ENT_TYPE, ORTH
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span, SpanGroup
@@ -362,9 +363,15 @@ class NTKEntityRecognizer(TrainablePipe):
     def _gold(self, examples: Sequence[Example], T: int) -> numpy.ndarray:
         gold = numpy.full((len(examples), T), -1, dtype="int32")
         ts = self.tag_scheme
+        label_ids = {self.vocab.strings.add(label): i for i, label in enumerate(ts.labels)}
         for i, eg in enumerate(examples):
-            tags = ts.gold_index(eg.get_aligned_ner())
-            gold[i, : len(tags)] = tags
+            x, y = eg.predicted, eg.reference
+            if len(x) == len(y) and numpy.array_equal(x.to_array(ORTH), y.to_array(ORTH)):
+                # Same tokens: read the gold straight from the reference's arrays.
+                gold[i, : len(x)] = _tags_from_iob(y.to_array([ENT_IOB, ENT_TYPE]), label_ids, ts)
+            else:
+                tags = ts.gold_index(eg.get_aligned_ner())
+                gold[i, : len(tags)] = tags
         return gold
 
     def _loss(
@@ -485,6 +492,33 @@ def _check_settings(
         problems.append("spans_key must not be empty")
     if problems:
         raise ValueError("[ntk_ner] " + "; ".join(problems))
+
+
+def _tags_from_iob(arr: numpy.ndarray, label_ids: Dict[int, int], ts: TagScheme) -> numpy.ndarray:
+    """Turn a doc's ENT_IOB and ENT_TYPE columns into tag indices, -1 where missing.
+
+    arr (numpy.ndarray): `(n, 2)`: ENT_IOB (0 missing, 1 I, 2 O, 3 B) and ENT_TYPE.
+    label_ids (Dict[int, int]): Label hash to label index.
+    ts (TagScheme): The tags.
+    RETURNS (numpy.ndarray): `(n,)` tag indices.
+    """
+    iob = arr[:, 0].astype("int64")
+    label = numpy.fromiter((label_ids.get(h, -1) for h in arr[:, 1].tolist()), "int64", len(iob))
+    inside_next = numpy.zeros(len(iob), dtype=bool)
+    inside_next[:-1] = iob[1:] == 1
+    if ts.name == "BILUO":
+        # B then I continues: B; B alone: U (3); I then I: I; I last: L (2).
+        offset = numpy.where(
+            iob == 3, numpy.where(inside_next, 0, 3), numpy.where(inside_next, 1, 2)
+        )
+        n_pre = 4
+    else:
+        offset = numpy.where(iob == 3, 0, 1)
+        n_pre = 2
+    tags = 1 + label * n_pre + offset
+    tags = numpy.where(iob == 2, 0, tags)
+    # Missing annotation, and entities of labels the component does not have: no gold.
+    return numpy.where((iob == 0) | ((iob != 2) & (label < 0)), -1, tags)
 
 
 def _spans_from_path(
