@@ -126,6 +126,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--output", type=Path, default=None, metavar="METRICS.json")
     ev.add_argument("--table", type=Path, default=None, metavar="TABLE.md")
     ev.add_argument("--gpu-id", type=int, default=-1)
+    cal = sub.add_parser(
+        "calibrate",
+        help="fit the entity-score calibration of a pipeline's ntk_ner on dev data",
+    )
+    cal.add_argument("model", metavar="MODEL")
+    cal.add_argument("data", type=Path, metavar="DOCBIN_OR_DIR")
+    cal.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where to save the calibrated pipeline (default: MODEL itself)",
+    )
     vis = sub.add_parser("visualize", help="draw a pipeline's scored entities as a displaCy page")
     vis.add_argument("model", metavar="MODEL")
     vis.add_argument("data", type=Path, metavar="DOCBIN_OR_DIR")
@@ -146,6 +159,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "export": _export,
         "evaluate": _evaluate,
         "visualize": _visualize,
+        "calibrate": _calibrate,
     }
     command = commands[args.command]
     try:
@@ -301,4 +315,27 @@ def _visualize(args: argparse.Namespace) -> int:
 
     n = visualize(args.model, args.data, args.output, args.limit)
     print(f"Drew {n} doc(s) into {args.output}")
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    import spacy
+
+    from .calibration import calibrate
+    from .report import load_examples
+
+    nlp = spacy.load(args.model)
+    report = calibrate(nlp, load_examples(nlp, args.data))
+    if not report:
+        raise ValueError(f"{args.model}: the pipeline has no ntk_ner component")
+    output = args.output or Path(args.model)
+    nlp.to_disk(output)
+    for name, r in report.items():
+        a, b = r["params"]
+        fitted = "fitted" if r["fitted"] else "kept (too little data to fit)"
+        print(
+            f"{name}: a={a:.3f} b={b:.3f} {fitted}; expected calibration error on "
+            f"{r['n']} entities {r['ece_before']:.3f} -> {r['ece_after']:.3f}"
+        )
+    print(f"Saved to {output}")
     return 0

@@ -27,9 +27,12 @@ from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from thinc.types import Floats2d
 
 from . import crf
+from .calibration import IDENTITY, apply_platt
 from .crf import TagScheme
 
 SCHEMES = ("BILUO", "BIO")
+# Docs x longest doc that the CRF pads into one array (see `_length_buckets`).
+PADDED_BUDGET = 4096
 
 DEFAULT_MODEL_CONFIG = """
 [model]
@@ -151,6 +154,8 @@ class NTKEntityRecognizer(TrainablePipe):
             "threshold": threshold,
             "spans_key": spans_key,
             "overwrite_ents": overwrite_ents,
+            # Platt scaling of the entity scores, fitted by `calibration.calibrate`.
+            "calibration": list(IDENTITY),
         }
         self._tag_scheme: Optional[TagScheme] = None
         self._n_updates = 0
@@ -241,23 +246,25 @@ class NTKEntityRecognizer(TrainablePipe):
         return self._decode(emissions)
 
     def _decode(self, emissions: List[Floats2d]) -> List[DocEntities]:
+        result: List[DocEntities] = [[] for _ in emissions]
+        for bucket in _length_buckets([len(e) for e in emissions]):
+            self._decode_bucket([emissions[i] for i in bucket], [result[i] for i in bucket])
+        return result
+
+    def _decode_bucket(self, emissions: List[Floats2d], result: List[DocEntities]) -> None:
         ops = self.model.ops
         xp = ops.xp
         ts = self.tag_scheme
-        lengths_list = [len(e) for e in emissions]
-        live = [i for i, n in enumerate(lengths_list) if n]
-        E = ops.pad([emissions[i] for i in live])
-        lengths = xp.asarray([lengths_list[i] for i in live], dtype="int32")
+        lengths_h = numpy.asarray([len(e) for e in emissions], dtype="int32")
+        E = ops.pad(emissions)
+        lengths = xp.asarray(lengths_h)
         trans, start, end = self._crf_params()
         path = crf.viterbi(xp, E, lengths, trans, start, end, ts)
+        doc_idx, starts, ends, label_idx = _spans_from_path(ops.to_numpy(path), lengths_h, ts)
+        if not len(starts):
+            return
         alpha, log_z = crf.forward(xp, E, lengths, trans, start, end, ts)
         beta = crf.backward(xp, E, lengths, trans, end, ts)
-        path_h = ops.to_numpy(path)
-        lengths_h = numpy.asarray([lengths_list[i] for i in live])
-        doc_idx, starts, ends, label_idx = _spans_from_path(path_h, lengths_h, ts)
-        result: List[DocEntities] = [[] for _ in emissions]
-        if not len(starts):
-            return result
         log_p = crf.span_log_probs(
             xp,
             E,
@@ -274,12 +281,12 @@ class NTKEntityRecognizer(TrainablePipe):
             xp.asarray(ends),
             ts,
         )
-        probs = ops.to_numpy(xp.exp(log_p)).tolist()
+        calibration = self.cfg.get("calibration", IDENTITY)
+        probs = apply_platt(ops.to_numpy(xp.exp(log_p)), calibration).tolist()
         for d, s, e, lab, p in zip(
             doc_idx.tolist(), starts.tolist(), ends.tolist(), label_idx.tolist(), probs
         ):
-            result[live[d]].append((s, e + 1, lab, float(min(max(p, 0.0), 1.0))))
-        return result
+            result[d].append((s, e + 1, lab, float(min(max(p, 0.0), 1.0))))
 
     def set_annotations(self, docs: Iterable[Doc], predictions: List[DocEntities]) -> None:
         """Set `doc.ents` and the scored SpanGroup `doc.spans[spans_key]`.
@@ -379,14 +386,44 @@ class NTKEntityRecognizer(TrainablePipe):
     ) -> Tuple[float, List[List[Floats2d]], Dict[str, Any]]:
         ops = self.model.ops
         xp = ops.xp
+        n_tags = len(self.tag_scheme.tags)
+        trans = self._crf_params()[0]
+        d_params = {"transitions": xp.zeros_like(trans)}
+        d_params["start"] = xp.zeros((n_tags,), dtype=trans.dtype)
+        d_params["end"] = xp.zeros((n_tags,), dtype=trans.dtype)
+        d_emissions = [[ops.alloc2f(0, n_tags) for _ in examples] for _ in outputs]
+        total = 0.0
+        for bucket in _length_buckets([len(eg.predicted) for eg in examples]):
+            total += self._loss_bucket(
+                [examples[i] for i in bucket],
+                [[out[i] for i in bucket] for out in outputs],
+                alpha,
+                d_params,
+                bucket,
+                d_emissions,
+            )
+        return total, d_emissions, d_params
+
+    def _loss_bucket(
+        self,
+        examples: Sequence[Example],
+        outputs: List[List[Floats2d]],
+        alpha: float,
+        d_params: Dict[str, Any],
+        bucket: List[int],
+        d_emissions: List[List[Floats2d]],
+    ) -> float:
+        """The loss of docs of similar length (the batch's docs at the indices in
+        `bucket`). Their gradients go into `d_emissions` (one list per pass) at those
+        indices, the CRF's are added to `d_params`."""
+        ops = self.model.ops
+        xp = ops.xp
         ts = self.tag_scheme
         k = len(outputs)
         lengths_list = [len(eg.predicted) for eg in examples]
-        live = [i for i, n in enumerate(lengths_list) if n]
-        live_examples = [examples[i] for i in live]
-        lengths = xp.asarray([lengths_list[i] for i in live], dtype="int32")
+        lengths = xp.asarray(lengths_list, dtype="int32")
         T = max(lengths_list)
-        gold = xp.asarray(self._gold(live_examples, T))
+        gold = xp.asarray(self._gold(examples, T))
         # At a token with gold, only the gold tag; elsewhere any tag.
         allowed_tags = (gold[:, :, None] < 0) | (
             gold[:, :, None] == xp.arange(len(ts.tags))[None, None, :]
@@ -394,13 +431,10 @@ class NTKEntityRecognizer(TrainablePipe):
         pos = crf.position_mask(xp, lengths, T)
         trans, start, end = self._crf_params()
         total = 0.0
-        d_trans = xp.zeros_like(trans)
-        d_start = xp.zeros_like(start)
-        d_end = xp.zeros_like(end)
         grads = []
         log_margs = []
         for out in outputs:
-            E = ops.pad([out[i] for i in live])
+            E = ops.pad(out)
             log_m, log_z, a, b = crf.marginals(xp, E, lengths, trans, start, end, ts)
             E_c = xp.where(allowed_tags, E, crf.NEG)
             log_mc, log_zc, ac, bc = crf.marginals(xp, E_c, lengths, trans, start, end, ts)
@@ -409,25 +443,21 @@ class NTKEntityRecognizer(TrainablePipe):
             total += float(((log_z - log_zc) * ok).sum()) / k
             w = (ok[:, None] * pos)[:, :, None] / k
             grads.append((xp.exp(log_m) - xp.exp(log_mc)) * w)
-            d_trans += (
+            d_params["transitions"] += (
                 crf.transition_counts(xp, E, lengths, trans, a, b, log_z, ts, ok)
                 - crf.transition_counts(xp, E_c, lengths, trans, ac, bc, log_zc, ts, ok)
             ) / k
             first, last = crf.boundary_counts(xp, log_m, lengths, ok)
             first_c, last_c = crf.boundary_counts(xp, log_mc, lengths, ok)
-            d_start += (first - first_c) / k
-            d_end += (last - last_c) / k
+            d_params["start"] += (first - first_c) / k
+            d_params["end"] += (last - last_c) / k
             log_margs.append(log_m)
         if k > 1 and alpha > 0:
             total += self._agreement(xp, log_margs, grads, pos, alpha)
-        d_emissions: List[List[Floats2d]] = []
-        for dE in grads:
-            unpadded = cast(List[Floats2d], ops.unpad(dE, [lengths_list[i] for i in live]))
-            full = [ops.alloc2f(0, len(ts.tags)) for _ in examples]
-            for j, i in enumerate(live):
-                full[i] = unpadded[j]
-            d_emissions.append(full)
-        return total, d_emissions, {"transitions": d_trans, "start": d_start, "end": d_end}
+        for dE, d_pass in zip(grads, d_emissions):
+            for i, d in zip(bucket, cast(List[Floats2d], ops.unpad(dE, lengths_list))):
+                d_pass[i] = d
+        return total
 
     @staticmethod
     def _agreement(
@@ -492,6 +522,27 @@ def _check_settings(
         problems.append("spans_key must not be empty")
     if problems:
         raise ValueError("[ntk_ner] " + "; ".join(problems))
+
+
+def _length_buckets(lengths: Sequence[int], max_padded: int = PADDED_BUDGET) -> List[List[int]]:
+    """Group the non-empty docs by length so that padding wastes little: sorted by
+    length, each group holds as many as fit `max_padded` padded positions.
+
+    lengths (Sequence[int]): Tokens per doc.
+    max_padded (int): Budget of docs x longest length per group (a longer doc goes alone).
+    RETURNS (List[List[int]]): Doc indices per group.
+    """
+    order = sorted((n, i) for i, n in enumerate(lengths) if n)
+    buckets: List[List[int]] = []
+    current: List[int] = []
+    for n, i in order:
+        if current and (len(current) + 1) * n > max_padded:
+            buckets.append(current)
+            current = []
+        current.append(i)
+    if current:
+        buckets.append(current)
+    return buckets
 
 
 def _tags_from_iob(arr: numpy.ndarray, label_ids: Dict[int, int], ts: TagScheme) -> numpy.ndarray:

@@ -43,18 +43,20 @@ def expected_calibration_error(
     return {"ece": ece, "n": int(s.size), "bins": bins}
 
 
-def scored_entities(examples: Iterable[Any], spans_key: str) -> Tuple[List[float], List[bool]]:
+def scored_entities(
+    pairs: Iterable[Tuple[Any, Any]], spans_key: str
+) -> Tuple[List[float], List[bool]]:
     """Pair each predicted, scored entity with whether the reference has it exactly.
 
-    examples (Iterable[Example]): Examples whose `predicted` docs were annotated.
+    pairs (Iterable[Tuple[Doc, Doc]]): Annotated docs and their reference docs.
     spans_key (str): Where the component put its scored spans.
     RETURNS (Tuple[List[float], List[bool]]): Scores and correctness.
     """
     scores: List[float] = []
     correct: List[bool] = []
-    for eg in examples:
-        gold = {(e.start_char, e.end_char, e.label_) for e in eg.reference.ents}
-        group = eg.predicted.spans.get(spans_key)
+    for predicted, reference in pairs:
+        gold = {(e.start_char, e.end_char, e.label_) for e in reference.ents}
+        group = predicted.spans.get(spans_key)
         if group is None:
             continue
         for span, score in zip(group, group.attrs.get("scores", [])):
@@ -101,7 +103,8 @@ def evaluate(
     metrics["speed"] = sum(len(doc) for doc in docs) / max(elapsed, 1e-9)
     for name, pipe in nlp.pipeline:
         if isinstance(pipe, NTKEntityRecognizer):
-            scores, correct = scored_entities(examples, pipe.cfg["spans_key"])
+            pairs = ((eg.predicted, eg.reference) for eg in examples)
+            scores, correct = scored_entities(pairs, pipe.cfg["spans_key"])
             metrics.setdefault("calibration", {})[name] = expected_calibration_error(
                 scores, correct
             )

@@ -174,15 +174,17 @@ def test_reload_in_a_new_process(trained: Language, tmp_path: Path) -> None:
 
 def test_threshold_and_overwrite(trained: Language) -> None:
     ner = trained.get_pipe("ntk_ner")
-    text = TRAIN[1][0]
-    doc = trained(text)
-    scores = doc.spans["ntk_ner"].attrs["scores"]
-    assert len(doc.ents) == len(scores) == 2
-    low = min(range(2), key=lambda i: scores[i])
-    ner.cfg["threshold"] = (scores[low] + scores[1 - low]) / 2
-    doc = trained(text)
-    assert len(doc.spans["ntk_ner"]) == 2
-    assert [e.text for e in doc.ents] == [doc.spans["ntk_ner"][1 - low].text]
+    doc = trained.make_doc(TRAIN[1][0])
+    per = ner.labels.index("PER")
+    lang = ner.labels.index("LANG")
+    ner.cfg["threshold"] = 0.5
+    ner.set_annotations([doc], [[(0, 3, per, 0.9), (4, 5, lang, 0.3)]])
+    assert [(s.text, s.label_) for s in doc.spans["ntk_ner"]] == [
+        ("Guido van Rossum", "PER"),
+        ("Python", "LANG"),
+    ]
+    assert doc.spans["ntk_ner"].attrs["scores"] == [0.9, 0.3]
+    assert [e.text for e in doc.ents] == ["Guido van Rossum"]
     ner.cfg["threshold"] = 0.0
     ner.cfg["overwrite_ents"] = False
     text = TRAIN[0][0]
@@ -326,3 +328,22 @@ def test_decoder_yields_valid_entities_with_scores(
         p = numpy.exp(logp)
         assert p.shape == starts.shape
         assert numpy.all((p >= 0) & (p <= 1))
+
+
+@pytest.mark.parametrize("scheme", ["BILUO", "BIO"])
+def test_gold_fast_path_matches_alignment(scheme: str) -> None:
+    from spacy.attrs import ENT_IOB, ENT_TYPE
+
+    from spacy_ntk_ner.ner import _tags_from_iob
+
+    vocab = spacy.blank("en").vocab
+    ts = TagScheme.build(scheme, ["A", "B"])
+    ids = {vocab.strings.add(label): i for i, label in enumerate(ts.labels)}
+    words = ["w"] * 9
+    # Entities of one, two and three tokens, an unknown label, and missing tokens.
+    ents = ["B-A", "O", "B-B", "I-B", "I-B", "B-C", "", "B-A", "I-A"]
+    doc = Doc(vocab, words=words, ents=ents)
+    slow = ts.gold_index(Example(doc.copy(), doc).get_aligned_ner())
+    fast = _tags_from_iob(doc.to_array([ENT_IOB, ENT_TYPE]), ids, ts).tolist()
+    assert fast == slow
+    assert fast[5] == -1 and fast[6] == -1

@@ -1,0 +1,86 @@
+from pathlib import Path
+
+import numpy
+import pytest
+import spacy
+from spacy.training import Example
+from spacy.util import registry
+from thinc.api import fix_random_seed
+
+from spacy_ntk_ner.calibration import (
+    IDENTITY,
+    apply_platt,
+    calibrate,
+    cross_fitted_ece,
+    fit_platt,
+    logit,
+)
+from spacy_ntk_ner.ner import _length_buckets
+from spacy_ntk_ner.report import expected_calibration_error
+
+
+def synthetic(n: int, a: float, b: float, seed: int = 0):  # type: ignore[no-untyped-def]
+    rng = numpy.random.default_rng(seed)
+    scores = rng.uniform(0.05, 0.999, size=n)
+    truth = 1 / (1 + numpy.exp(-(a * logit(scores) + b)))
+    return scores, rng.uniform(size=n) < truth
+
+
+def test_platt_recovers_the_map_and_lowers_the_error() -> None:
+    scores, correct = synthetic(20000, 0.5, -1.0)
+    params = fit_platt(scores, correct)
+    assert params is not None
+    assert params[0] == pytest.approx(0.5, abs=0.05)
+    assert params[1] == pytest.approx(-1.0, abs=0.08)
+    before = expected_calibration_error(scores, correct)["ece"]
+    after = expected_calibration_error(apply_platt(scores, params), correct)["ece"]
+    assert before > 0.15 and after < 0.02
+
+
+def test_platt_refuses_too_little_or_one_sided_data() -> None:
+    assert fit_platt([0.9] * 5, [True, False] * 2 + [True]) is None
+    assert fit_platt([0.9] * 50, [True] * 50) is None
+    assert apply_platt(numpy.asarray([0.3, 0.7]), IDENTITY).tolist() == [0.3, 0.7]
+
+
+def test_length_buckets_cover_every_nonempty_doc_once() -> None:
+    lengths = [5, 0, 300, 7, 6, 1, 5000]
+    buckets = _length_buckets(lengths, max_padded=20)
+    assert sorted(i for b in buckets for i in b) == [0, 2, 3, 4, 5, 6]
+    assert [6] in buckets and [2] in buckets
+    for b in buckets:
+        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 20
+
+
+def test_calibrate_pipeline_and_callback(tmp_path: Path) -> None:
+    fix_random_seed(0)
+    nlp = spacy.blank("en")
+    ner = nlp.add_pipe("ntk_ner")
+    names = ["Alpha", "Beta", "Gamma", "Delta", "Omega", "Sigma"]
+    texts = [(f"{a} uses {b} on Linux", a, b) for a in names for b in names if a != b]
+    examples = [
+        Example.from_dict(
+            nlp.make_doc(t),
+            {"entities": [(0, len(a), "APP"), (len(a) + 6, len(a) + 6 + len(b), "LIB")]},
+        )
+        for t, a, b in texts
+    ]
+    optimizer = nlp.initialize(lambda: examples[:10])
+    for _ in range(3):
+        nlp.update(examples[:10], sgd=optimizer, drop=0.2)
+    before = [d.spans["ntk_ner"].attrs["scores"] for d in nlp.pipe(t for t, *_ in texts)]
+    report = calibrate(nlp, examples)["ntk_ner"]
+    assert report["n"] >= 20
+    assert report["fitted"]
+    assert ner.cfg["calibration"] != list(IDENTITY)
+    after = [d.spans["ntk_ner"].attrs["scores"] for d in nlp.pipe(t for t, *_ in texts)]
+    assert after != before
+    assert report["ece_after"] <= report["ece_before"] + 1e-9
+    nlp.to_disk(tmp_path / "p")
+    loaded = spacy.load(tmp_path / "p").get_pipe("ntk_ner").cfg["calibration"]
+    assert loaded == pytest.approx(ner.cfg["calibration"], rel=1e-9)
+    held = cross_fitted_ece(nlp, examples)["ntk_ner"]
+    assert held["n"] == report["n"]
+    # The callback named in configs/*.cfg resolves and calibrates in place.
+    callback = registry.callbacks.get("spacy_ntk_ner.calibrate.v1")(None)
+    assert callback(nlp) is nlp
