@@ -20,23 +20,10 @@ Writes DIR/results.json and prints it.
 
 import argparse
 import json
-import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Dict, List
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def sh(cmd: List[str], log: Path) -> str:
-    with log.open("a") as fh:
-        fh.write("$ " + " ".join(cmd) + "\n")
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        fh.write(res.stdout + res.stderr)
-    if res.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{res.stderr[-3000:]}")
-    return res.stdout
+from _common import PY, REPO, score, sh, speed_in_turns, split_corpus
 
 
 def heldout_ece(model: Path, data: Path) -> Dict[str, Any]:
@@ -60,28 +47,12 @@ def main() -> None:
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
     log = work / "log.txt"
-    py = sys.executable
     corpus = work / "corpus"
-    sh(
-        [
-            py,
-            "-m",
-            "spacy_ntk_ner",
-            "convert",
-            str(args.dev),
-            str(corpus),
-            "--split",
-            "train=0.9,dev=0.1",
-            "--seed",
-            "0",
-        ],
-        log,
-    )
-    stats = json.loads((corpus / "stats.json").read_text())
+    stats = split_corpus(args.dev, corpus, log)
     n_train_words = stats["splits"]["train"]["tokens"]
-    # batch_by_words compounds from 100 to 1000 words; ~1000 words per step later on.
-    steps_per_epoch = n_train_words // 1000
-    warmup = max(1, int(0.1 * steps_per_epoch * args.epochs))
+    # batch_by_words compounds from 100 to 1000 words a batch: about 470 steps an epoch
+    # here. The agreement loss starts after 10% of them.
+    warmup = max(1, int(0.1 * args.epochs * n_train_words / 565))
     runs: Dict[str, List[str]] = {
         "ntk_ner_k1": ["configs/cpu.cfg"],
         "ntk_ner_k2": [
@@ -105,7 +76,7 @@ def main() -> None:
         out = work / "training" / name
         sh(
             [
-                py,
+                PY,
                 "-m",
                 "spacy",
                 "train",
@@ -128,44 +99,14 @@ def main() -> None:
             ],
             log,
         )
-        metrics = work / f"{name}.json"
-        sh(
-            [
-                py,
-                "-m",
-                "spacy_ntk_ner",
-                "evaluate",
-                str(out / "model-best"),
-                str(corpus / "dev"),
-                "--output",
-                str(metrics),
-            ],
-            log,
+        results["models"][name] = score(
+            out / "model-best", corpus / "dev", work / f"{name}.json", log
         )
-        m = json.loads(metrics.read_text())
-        results["models"][name] = {
-            "ents_p": m["ents_p"],
-            "ents_r": m["ents_r"],
-            "ents_f": m["ents_f"],
-            "ece": (m.get("calibration") or {}).get("ntk_ner", {}).get("ece"),
-            "words_per_s": [],
-        }
-    for _ in range(2):
-        for name in runs:
-            out = sh(
-                [
-                    py,
-                    "-m",
-                    "spacy",
-                    "benchmark",
-                    "speed",
-                    str(work / "training" / name / "model-best"),
-                    str(corpus / "dev"),
-                ],
-                log,
-            )
-            found = re.search(r"Mean: ([0-9.]+) words/s", re.sub(r"\x1b\[[0-9;]*m", "", out))
-            results["models"][name]["words_per_s"].append(float(found.group(1)) if found else None)
+        if name.startswith("ntk_ner"):
+            results["models"][name].update(heldout_ece(out / "model-best", corpus / "dev"))
+    models = {name: work / "training" / name / "model-best" for name in runs}
+    for name, wps in speed_in_turns(models, corpus / "dev", log).items():
+        results["models"][name]["words_per_s"] = wps
     print(json.dumps(results, indent=2))
     (work / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 

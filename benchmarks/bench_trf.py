@@ -17,27 +17,11 @@ Writes DIR/results.json.
 
 import argparse
 import json
-import os
-import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def sh(cmd: List[str], log: Path) -> str:
-    with log.open("a") as fh:
-        fh.write("$ " + " ".join(cmd) + "\n")
-        res = subprocess.run(
-            cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}
-        )
-        fh.write(res.stdout + res.stderr)
-    if res.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{res.stderr[-3000:]}")
-    return res.stdout
+from _common import PY, REPO, score, sh, speed_in_turns, split_corpus
 
 
 def main() -> None:
@@ -50,25 +34,8 @@ def main() -> None:
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
     log = work / "log.txt"
-    py = sys.executable
     corpus = work / "corpus"
-    sh(
-        [
-            py,
-            "-m",
-            "spacy_ntk_ner",
-            "convert",
-            str(args.dev),
-            str(corpus),
-            "--split",
-            "train=0.9,dev=0.1",
-            "--seed",
-            "0",
-            "--quiet",
-        ],
-        log,
-    )
-    n_words = json.loads((corpus / "stats.json").read_text())["splits"]["train"]["tokens"]
+    n_words = split_corpus(args.dev, corpus, log)["splits"]["train"]["tokens"]
     # About 1,500 words per batch of 2,000 padded words: size the schedule to the run.
     steps = max(10, args.epochs * n_words // 1500)
     warmup = max(1, steps // 10)
@@ -117,7 +84,7 @@ def main() -> None:
         start = time.perf_counter()
         sh(
             [
-                py,
+                PY,
                 "-m",
                 "spacy",
                 "train",
@@ -130,50 +97,14 @@ def main() -> None:
             log,
         )
         train_s = time.perf_counter() - start
-        metrics = work / f"{name}.json"
-        sh(
-            [
-                py,
-                "-m",
-                "spacy_ntk_ner",
-                "evaluate",
-                str(out / "model-last"),
-                str(corpus / "dev"),
-                "--output",
-                str(metrics),
-            ],
-            log,
-        )
-        m = json.loads(metrics.read_text())
-        results["models"][name] = {
-            "ents_p": m["ents_p"],
-            "ents_r": m["ents_r"],
-            "ents_f": m["ents_f"],
-            "ece": (m.get("calibration") or {}).get("ntk_ner", {}).get("ece"),
-            "train_seconds": train_s,
-            "train_words_per_s": n_words * args.epochs / train_s,
-            "words_per_s": [],
-        }
-    for _ in range(2):
-        for name in runs:
-            out = sh(
-                [
-                    py,
-                    "-m",
-                    "spacy",
-                    "benchmark",
-                    "speed",
-                    str(work / "training" / name / "model-last"),
-                    str(corpus / "dev"),
-                    "--batches",
-                    "30",
-                    "--warmup",
-                    "1",
-                ],
-                log,
-            )
-            found = re.search(r"Mean: ([0-9.]+) words/s", re.sub(r"\x1b\[[0-9;]*m", "", out))
-            results["models"][name]["words_per_s"].append(float(found.group(1)) if found else None)
+        found = score(out / "model-last", corpus / "dev", work / f"{name}.json", log)
+        found["train_seconds"] = train_s
+        found["train_words_per_s"] = n_words * args.epochs / train_s
+        results["models"][name] = found
+    models = {name: work / "training" / name / "model-last" for name in runs}
+    speeds = speed_in_turns(models, corpus / "dev", log, extra=["--batches", "30", "--warmup", "1"])
+    for name, wps in speeds.items():
+        results["models"][name]["words_per_s"] = wps
     print(json.dumps(results, indent=2))
     (work / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 

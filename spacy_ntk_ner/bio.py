@@ -183,6 +183,8 @@ def _split_tag(tag: str) -> Tuple[str, str]:
     """Split a tag into its prefix and label: `B-Foo_Bar` -> (`B`, `Foo_Bar`)."""
     if tag == "O":
         return "O", ""
+    if tag in ("B", "I", "E", "S", "L", "U"):
+        return tag, ""
     if len(tag) > 2 and tag[1] in "-_":
         return tag[0], tag[2:]
     return "", tag
@@ -346,21 +348,15 @@ class _TagDecoder:
             if split is None:
                 split = cache[tag] = _split_tag(tag)
             prefix, label = split
-            if prefix == "O":
-                if pending_end:
-                    self._unclosed(lines[i - 1], open_label)
-                iob.append(IOB_O)
-                labels.append("")
-                open_label = ""
-                pending_end = False
-                continue
-            if not label or prefix not in "BIESLU" or not prefix:
+            if prefix != "O" and (not label or not prefix or prefix not in "BIESLU"):
                 what = (
                     f"tag '{tag}' has no entity label"
                     if not label
                     else f"tag '{tag}' has no B-/I-/E-/S- prefix"
                 )
                 self._problem(lines[i], "unknown tag", f"{what}; read as O")
+                prefix = "O"
+            if prefix == "O":
                 if pending_end:
                     self._unclosed(lines[i - 1], open_label)
                 iob.append(IOB_O)

@@ -128,6 +128,8 @@ def test_iob2_repairs(
     repairs: List[Repair] = []
     assert ents(path, scheme="iob2", on_repair=repairs.append) == [expected]
     assert [(r.kind, r.line) for r in repairs] == [(kind, line)]
+    if tags[0] == "B":
+        assert "tag 'B' has no entity label" in repairs[0].message
     with pytest.raises(BIOError) as err:
         list(read_sentences(path, scheme="iob2", on_invalid="error"))
     assert str(err.value).startswith(f"{path}:{line}: ")

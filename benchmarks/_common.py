@@ -1,0 +1,83 @@
+"""What the benchmark scripts share: running commands with a log, the 90/10 split of
+WikiSER's dev file, scoring, and inference speed measured with the models taking turns."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Sequence
+
+REPO = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+def sh(cmd: List[str], log: Path) -> str:
+    """Run a command (offline for Hugging Face), append its output to `log`, stop on failure.
+
+    RETURNS (str): Its standard output.
+    """
+    with log.open("a") as fh:
+        fh.write("$ " + " ".join(cmd) + "\n")
+        res = subprocess.run(
+            cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+        )
+        fh.write(res.stdout + res.stderr)
+    if res.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{res.stderr[-3000:]}")
+    return res.stdout
+
+
+def split_corpus(dev: Path, corpus: Path, log: Path) -> Dict[str, Any]:
+    """Split WikiSER's dev file 90/10 (seed 0) into `corpus/train` and `corpus/dev`.
+
+    RETURNS (Dict[str, Any]): The converter's report.
+    """
+    sh(
+        [
+            PY,
+            "-m",
+            "spacy_ntk_ner",
+            "convert",
+            str(dev),
+            str(corpus),
+            "--split",
+            "train=0.9,dev=0.1",
+            "--seed",
+            "0",
+            "--quiet",
+        ],
+        log,
+    )
+    return json.loads((corpus / "stats.json").read_text())
+
+
+def score(model: Path, data: Path, out: Path, log: Path) -> Dict[str, Any]:
+    """Entity P/R/F of a pipeline and, for ntk_ner, the calibration error of its scores.
+
+    RETURNS (Dict[str, Any]): "ents_p", "ents_r", "ents_f", "ece".
+    """
+    sh([PY, "-m", "spacy_ntk_ner", "evaluate", str(model), str(data), "--output", str(out)], log)
+    m = json.loads(out.read_text())
+    ece = (m.get("calibration") or {}).get("ntk_ner", {}).get("ece")
+    return {"ents_p": m["ents_p"], "ents_r": m["ents_r"], "ents_f": m["ents_f"], "ece": ece}
+
+
+def speed_in_turns(
+    models: Dict[str, Path], data: Path, log: Path, rounds: int = 2, extra: Sequence[str] = ()
+) -> Dict[str, List[float]]:
+    """Inference words per second from `spacy benchmark speed`, the models taking turns
+    so that a change in the machine's load falls on all of them.
+
+    RETURNS (Dict[str, List[float]]): One mean per round for each model.
+    """
+    found: Dict[str, List[float]] = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            out = sh([PY, "-m", "spacy", "benchmark", "speed", str(model), str(data), *extra], log)
+            mean = re.search(r"Mean: ([0-9.]+) words/s", re.sub(r"\x1b\[[0-9;]*m", "", out))
+            if mean is None:
+                raise SystemExit(f"no speed in the output of spacy benchmark speed for {model}")
+            found[name].append(float(mean.group(1)))
+    return found
