@@ -215,3 +215,17 @@ def test_cli_missing_input_and_bad_option(tmp_path: Path) -> None:
     res = run_cli(["export", "nope", "out.txt"], tmp_path)
     assert res.returncode == 1
     assert res.stderr.strip() == "error: nope: no such file or directory"
+
+
+def test_directory_is_read_recursively_with_glob(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    write(corpus, "a/one.bio", sentence(1))
+    write(corpus, "b/c/two.bio", sentence(2) + sentence(3))
+    write(corpus, "b/notes.md", "not a corpus file\n")
+    write(corpus, ".hidden/three.bio", sentence(4))
+    stats = convert([corpus], tmp_path / "out", ReadOptions(n_sents=0, glob="*.bio"))
+    assert stats.files == 2
+    # One Doc per file: a file is a document.
+    assert [len(d) for d in load_dir(tmp_path / "out")] == [3, 6]
+    with pytest.raises(ValueError, match="no files matching"):
+        convert([corpus], tmp_path / "out2", ReadOptions(glob="*.nothing"))

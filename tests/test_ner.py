@@ -347,3 +347,47 @@ def test_gold_fast_path_matches_alignment(scheme: str) -> None:
     fast = _tags_from_iob(doc.to_array([ENT_IOB, ENT_TYPE]), ids, ts).tolist()
     assert fast == slow
     assert fast[5] == -1 and fast[6] == -1
+
+
+@pytest.mark.parametrize("scheme", ["BILUO", "BIO"])
+def test_crf_gradients_match_finite_differences(scheme: str) -> None:
+    ts = TagScheme.build(scheme, ["A", "B"])
+    K = len(ts.tags)
+    rng = numpy.random.default_rng(1)
+    lengths = numpy.asarray([5, 3], dtype="int32")
+    E = rng.normal(size=(2, 5, K))
+    trans, start, end = rng.normal(size=(K, K)), rng.normal(size=K), rng.normal(size=K)
+    ones = numpy.ones(2)
+
+    def log_z(E_: numpy.ndarray, trans_: numpy.ndarray) -> float:
+        return float(crf.forward(numpy, E_, lengths, trans_, start, end, ts)[1].sum())
+
+    log_m, _, a, b = crf.marginals(numpy, E, lengths, trans, start, end, ts)
+    lz = crf.forward(numpy, E, lengths, trans, start, end, ts)[1]
+    counts = crf.transition_counts(numpy, E, lengths, trans, a, b, lz, ts, ones)
+    eps = 1e-5
+    for bi, t, j in [(0, 0, 1), (0, 4, 0), (1, 1, 2), (1, 2, K - 1)]:
+        dE = numpy.zeros_like(E)
+        dE[bi, t, j] = eps
+        numeric = (log_z(E + dE, trans) - log_z(E - dE, trans)) / (2 * eps)
+        assert numeric == pytest.approx(numpy.exp(log_m[bi, t, j]), abs=1e-6)
+    for i, j in zip(*numpy.nonzero(ts.allowed)):
+        dT = numpy.zeros_like(trans)
+        dT[i, j] = eps
+        numeric = (log_z(E, trans + dT) - log_z(E, trans - dT)) / (2 * eps)
+        assert numeric == pytest.approx(counts[i, j], abs=1e-6)
+
+
+@pytest.mark.gpu
+def test_trains_and_decodes_on_gpu() -> None:
+    from thinc.api import NumpyOps, set_current_ops
+
+    spacy.require_gpu(0)
+    try:
+        nlp = train({"k": 2, "alpha": 1.0}, steps=60)
+        assert type(nlp.get_pipe("ntk_ner").model.ops).__name__ == "CupyOps"
+        for doc, (_, gold) in zip(nlp.pipe([t for t, _ in TRAIN]), TRAIN):
+            assert [(e.start_char, e.end_char, e.label_) for e in doc.ents] == gold
+            assert all(0.0 <= s <= 1.0 for s in doc.spans["ntk_ner"].attrs["scores"])
+    finally:
+        set_current_ops(NumpyOps())

@@ -66,3 +66,14 @@ def test_cli_evaluate_and_visualize(pipeline: Path) -> None:
     res = run_cli(["evaluate", "model", "missing"], pipeline)
     assert res.returncode == 1
     assert res.stderr.strip() == "error: missing: no such file or directory"
+
+
+def test_cli_calibrate(pipeline: Path) -> None:
+    res = run_cli(["calibrate", "model", "data.spacy", "--output", "calibrated"], pipeline)
+    assert res.returncode == 0, res.stderr
+    # Three entities are too few to fit: the identity is kept, and said so.
+    assert "a=1.000 b=0.000 kept (too little data to fit)" in res.stdout
+    assert (pipeline / "calibrated" / "ntk_ner" / "cfg").exists()
+    res = run_cli(["calibrate", "model", "nothing.spacy"], pipeline)
+    assert res.returncode == 1
+    assert res.stderr.strip() == "error: nothing.spacy: no such file or directory"
