@@ -184,7 +184,7 @@ class NTKEntityRecognizer(TrainablePipe):
         label (str): The label.
         RETURNS (int): 0 if it was there already, else 1.
         """
-        if not isinstance(label, str) or not label or "-" in label[:2]:
+        if not isinstance(label, str) or not label.strip():
             raise ValueError(f"[{self.name}] invalid entity label: {label!r}")
         if label in self.cfg["labels"]:
             return 0

@@ -229,3 +229,14 @@ def test_directory_is_read_recursively_with_glob(tmp_path: Path) -> None:
     assert [len(d) for d in load_dir(tmp_path / "out")] == [3, 6]
     with pytest.raises(ValueError, match="no files matching"):
         convert([corpus], tmp_path / "out2", ReadOptions(glob="*.nothing"))
+
+
+def test_bio_corpus_reader(tmp_path: Path) -> None:
+    from spacy.util import registry
+
+    path = write(tmp_path, "a.txt", sentence(1) + sentence(2))
+    reader = registry.readers.get("spacy_ntk_ner.BIOCorpus.v1")(path, n_sents=1)
+    examples = list(reader(spacy.blank("en")))
+    assert [eg.reference.text for eg in examples] == ["w1_0 w1_1 w1_2", "w2_0 w2_1 w2_2"]
+    assert [[e.text for e in eg.reference.ents] for eg in examples] == [["w1_0"], ["w2_0"]]
+    assert examples[0].predicted.text == examples[0].reference.text

@@ -114,9 +114,10 @@ def test_labels_from_initialize_config() -> None:
     assert ner.labels == ("LANG", "LOC", "OS", "PER")
     nlp2 = spacy.blank("en")
     ner2 = nlp2.add_pipe("ntk_ner")
-    ner2.initialize(lambda: examples, nlp=nlp2, labels=["B", "A"])
-    assert ner2.labels == ("B", "A")
-    assert ner2.label_data == ["B", "A"]
+    ner2.initialize(lambda: examples, nlp=nlp2, labels=["B", "X-ray"])
+    assert ner2.labels == ("B", "X-ray")
+    assert ner2.label_data == ["B", "X-ray"]
+    assert ner2.tag_scheme.gold_index(["U-X-ray", "B-B", "L-B", "O", None]) == [8, 1, 3, 0, -1]
 
 
 def test_overfit_finds_all_entities(trained: Language) -> None:
