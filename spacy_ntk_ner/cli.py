@@ -174,8 +174,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _convert(args: argparse.Namespace) -> int:
     from .convert import ReadOptions, convert
 
-    if args.shard_size < 1:
-        raise ValueError("--shard-size must be at least 1")
     options = ReadOptions(
         format=args.format,
         delimiter=args.delimiter,
