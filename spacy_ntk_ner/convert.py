@@ -214,33 +214,30 @@ def read_bio(
     on_repair (Optional[Callable[[Repair], None]]): Called for every repaired tag.
     YIELDS (Doc): The Docs.
     """
-    from spacy.tokens import Doc
     from spacy.vocab import Vocab
 
     vocab = vocab if vocab is not None else Vocab()
     for rec in iter_records([path], options, on_repair):
-        yield record_to_doc(rec, vocab, Doc)
+        yield record_to_doc(rec, vocab)
 
 
-def record_to_doc(rec: DocRecord, vocab: Any, doc_class: Any = None) -> Any:
+def record_to_doc(rec: DocRecord, vocab: Any) -> Any:
     """Build a Doc from a record.
 
     rec (DocRecord): The record.
     vocab (Vocab): The vocab.
-    doc_class (Optional[type]): `spacy.tokens.Doc`, passed in to save the import.
     RETURNS (Doc): The Doc.
     """
     from spacy.attrs import ENT_IOB, ENT_TYPE, SENT_START
+    from spacy.tokens import Doc
 
-    if doc_class is None:
-        from spacy.tokens import Doc as doc_class
-    doc = doc_class(vocab, words=rec.words, spaces=rec.spaces)
+    doc = Doc(vocab, words=rec.words, spaces=rec.spaces)
     add = vocab.strings.add
     array = numpy.empty((len(rec.words), 3), dtype="uint64")
     array[:, 0] = numpy.asarray(rec.iob, dtype="uint64")
     array[:, 1] = numpy.fromiter((add(x) if x else 0 for x in rec.labels), dtype="uint64")
     array[:, 2] = numpy.asarray(rec.sent_starts, dtype="int64").view("uint64")
-    return doc.from_array([ENT_IOB, ENT_TYPE, SENT_START], array)
+    return doc.from_array([ENT_IOB, ENT_TYPE, SENT_START], array)  # type: ignore[arg-type]
 
 
 class _ShardSink:
