@@ -104,6 +104,7 @@ def main() -> None:
         )
         if name.startswith("ntk_ner"):
             results["models"][name].update(heldout_ece(out / "model-best", corpus / "dev"))
+        (work / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     models = {name: work / "training" / name / "model-best" for name in runs}
     for name, wps in speed_in_turns(models, corpus / "dev", log).items():
         results["models"][name]["words_per_s"] = wps

@@ -126,6 +126,8 @@ def main() -> None:
         found["train_seconds"] = train_s
         found["train_words_per_s"] = steps * batch_words / train_s
         results["models"][name] = found
+        # Written as it goes: a failure later keeps what was measured.
+        (work / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     models = {name: work / "training" / name / "model-last" for name in runs}
     speeds = speed_in_turns(models, corpus / "dev", log, extra=["--batches", "30", "--warmup", "1"])
     for name, wps in speeds.items():
