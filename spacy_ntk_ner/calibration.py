@@ -13,7 +13,7 @@ pipeline with `python -m spacy_ntk_ner calibrate MODEL DEV_DATA`.
 """
 
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy
 from spacy.language import Language
@@ -90,6 +90,29 @@ def fit_platt(
     return float(w[0]), float(w[1])
 
 
+def _uncalibrated_predictions(
+    nlp: Language, examples: Sequence[Any]
+) -> Tuple[List[Tuple[str, Any]], List[Any], Dict[str, List[float]]]:
+    """Annotate the examples' texts with every ntk_ner component's calibration off.
+
+    RETURNS (Tuple[list, list, dict]): The (name, component) pairs, the annotated docs,
+        and each component's calibration as it was (the components are left without).
+    """
+    from .ner import NTKEntityRecognizer
+
+    pipes = [(n, p) for n, p in nlp.pipeline if isinstance(p, NTKEntityRecognizer)]
+    saved = {name: pipe.cfg.get("calibration", list(IDENTITY)) for name, pipe in pipes}
+    for _, pipe in pipes:
+        pipe.cfg["calibration"] = list(IDENTITY)
+    try:
+        docs = list(nlp.pipe(eg.predicted.copy() for eg in examples))
+    except Exception:
+        for name, pipe in pipes:
+            pipe.cfg["calibration"] = saved[name]
+        raise
+    return pipes, docs, saved
+
+
 def calibrate(nlp: Language, examples: Sequence[Any]) -> Dict[str, Dict[str, Any]]:
     """Fit the score calibration of every `ntk_ner` component of a pipeline.
 
@@ -98,14 +121,9 @@ def calibrate(nlp: Language, examples: Sequence[Any]) -> Dict[str, Dict[str, Any
     RETURNS (Dict[str, Dict[str, Any]]): Per component: the parameters, and the
         expected calibration error on `examples` before and after.
     """
-    from .ner import NTKEntityRecognizer
     from .report import expected_calibration_error, scored_entities
 
-    pipes = [(n, p) for n, p in nlp.pipeline if isinstance(p, NTKEntityRecognizer)]
-    saved = {name: pipe.cfg.get("calibration", list(IDENTITY)) for name, pipe in pipes}
-    for _, pipe in pipes:
-        pipe.cfg["calibration"] = list(IDENTITY)
-    docs = list(nlp.pipe(eg.predicted.copy() for eg in examples))
+    pipes, docs, saved = _uncalibrated_predictions(nlp, examples)
     report: Dict[str, Dict[str, Any]] = {}
     for name, pipe in pipes:
         pairs = [(d, eg.reference) for d, eg in zip(docs, examples)]
@@ -158,18 +176,11 @@ def cross_fitted_ece(
     RETURNS (Dict[str, Dict[str, Any]]): Per component: "ece" of the pooled left-out
         calibrated scores, "ece_uncalibrated" of the same entities, and "n".
     """
-    from .ner import NTKEntityRecognizer
     from .report import expected_calibration_error, scored_entities
 
-    pipes = [(n, p) for n, p in nlp.pipeline if isinstance(p, NTKEntityRecognizer)]
-    saved = {name: pipe.cfg.get("calibration", list(IDENTITY)) for name, pipe in pipes}
-    for _, pipe in pipes:
-        pipe.cfg["calibration"] = list(IDENTITY)
-    try:
-        docs = list(nlp.pipe(eg.predicted.copy() for eg in examples))
-    finally:
-        for name, pipe in pipes:
-            pipe.cfg["calibration"] = saved[name]
+    pipes, docs, saved = _uncalibrated_predictions(nlp, examples)
+    for name, pipe in pipes:
+        pipe.cfg["calibration"] = saved[name]
     result: Dict[str, Dict[str, Any]] = {}
     for name, pipe in pipes:
         per_fold = []
