@@ -53,6 +53,28 @@ def split_corpus(dev: Path, corpus: Path, log: Path) -> Dict[str, Any]:
     return json.loads((corpus / "stats.json").read_text())
 
 
+def train(config: str, out: Path, corpus: Path, overrides: Sequence[str], log: Path) -> None:
+    """`spacy train` a config of this repository on `corpus/train`, with `corpus/dev` as
+    its dev set, into `out`."""
+    sh(
+        [
+            PY,
+            "-m",
+            "spacy",
+            "train",
+            str(REPO / config),
+            "--output",
+            str(out),
+            "--paths.train",
+            str(corpus / "train"),
+            "--paths.dev",
+            str(corpus / "dev"),
+            *overrides,
+        ],
+        log,
+    )
+
+
 def score(model: Path, data: Path, out: Path, log: Path) -> Dict[str, Any]:
     """Entity P/R/F of a pipeline and, for ntk_ner, the calibration error of its scores.
 

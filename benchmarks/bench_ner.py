@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List
 
-from _common import PY, REPO, score, sh, speed_in_turns, split_corpus
+from _common import score, speed_in_turns, split_corpus, train
 
 
 def heldout_ece(model: Path, data: Path) -> Dict[str, Any]:
@@ -74,19 +74,11 @@ def main() -> None:
     }
     for name, cfg in runs.items():
         out = work / "training" / name
-        sh(
+        train(
+            cfg[0],
+            out,
+            corpus,
             [
-                PY,
-                "-m",
-                "spacy",
-                "train",
-                str(REPO / cfg[0]),
-                "--output",
-                str(out),
-                "--paths.train",
-                str(corpus / "train"),
-                "--paths.dev",
-                str(corpus / "dev"),
                 "--training.max_epochs",
                 str(args.epochs),
                 "--training.max_steps",

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List
 
-from _common import PY, REPO, score, sh, speed_in_turns, split_corpus
+from _common import score, speed_in_turns, split_corpus, train
 
 
 def words_per_batch(train: Path) -> float:
@@ -59,10 +59,6 @@ def main() -> None:
     steps = args.steps
     warmup = max(1, steps // 10)
     common = [
-        "--paths.train",
-        str(corpus / "train"),
-        "--paths.dev",
-        str(corpus / "dev"),
         "--training.max_epochs",
         "0",
         "--training.max_steps",
@@ -107,20 +103,7 @@ def main() -> None:
     for name, cfg in runs.items():
         out = work / "training" / name
         start = time.perf_counter()
-        sh(
-            [
-                PY,
-                "-m",
-                "spacy",
-                "train",
-                str(REPO / cfg[0]),
-                "--output",
-                str(out),
-                *common,
-                *cfg[1:],
-            ],
-            log,
-        )
+        train(cfg[0], out, corpus, [*common, *cfg[1:]], log)
         train_s = time.perf_counter() - start
         found = score(out / "model-last", corpus / "dev", work / f"{name}.json", log)
         found["train_seconds"] = train_s
