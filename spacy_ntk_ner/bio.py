@@ -599,7 +599,11 @@ def iter_files(inputs: Sequence[PathLike], glob: str = "*") -> Iterator[Tuple[Pa
 
 
 def group_sentences(
-    sentences: Iterable[Sentence], n_sents: int, doc_key: str, by_document: bool
+    sentences: Iterable[Sentence],
+    n_sents: int,
+    doc_key: str,
+    by_document: bool,
+    plain_spaces: bool = False,
 ) -> Iterator[DocRecord]:
     """Group consecutive sentences of one document into Doc records.
 
@@ -612,6 +616,7 @@ def group_sentences(
     n_sents (int): Sentences per Doc; 0 puts each whole document in one Doc.
     doc_key (str): Names the file.
     by_document (bool): Whether the whole file is one document.
+    plain_spaces (bool): A space after every token instead of reconstructed spacing.
     YIELDS (DocRecord): The records.
     """
     rec = DocRecord()
@@ -625,7 +630,7 @@ def group_sentences(
             rec.key = f"{doc_key}#{sent.doc_index}"
         current = sent.doc_index
         rec.words.extend(sent.words)
-        rec.spaces.extend(space_after(sent.words))
+        rec.spaces.extend([True] * len(sent.words) if plain_spaces else space_after(sent.words))
         rec.iob.extend(sent.iob)
         rec.labels.extend(sent.labels)
         rec.sent_starts.append(1)

@@ -192,9 +192,10 @@ def iter_records(
             on_repair=on_repair,
             on_progress=on_progress,
         )
-        for rec in group_sentences(sentences, options.n_sents, rel or path.name, bool(rel)):
-            if options.plain_spaces:
-                rec.spaces = [True] * (len(rec.words) - 1) + [False]
+        key = rel or path.name
+        for rec in group_sentences(
+            sentences, options.n_sents, key, bool(rel), options.plain_spaces
+        ):
             if not rec.key:
                 rec.key = "\n".join(rec.words)
             yield rec
