@@ -49,6 +49,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--learn-rate", type=float, default=0.0002)
     parser.add_argument("--k", type=int, default=1)
+    parser.add_argument("--head-lr-scale", type=float, default=10.0)
+    parser.add_argument(
+        "--models", default="ntk_ner,spacy_ner", help="which of ntk_ner,spacy_ner to train"
+    )
     args = parser.parse_args()
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
@@ -83,6 +87,8 @@ def main() -> None:
             str(args.k),
             "--components.ntk_ner.alpha_warmup_steps",
             str(warmup),
+            "--components.ntk_ner.model.head_lr_scale",
+            str(args.head_lr_scale),
         ],
         "spacy_ner": [
             "configs/trf-ner.cfg",
@@ -92,10 +98,16 @@ def main() -> None:
             "false",
         ],
     }
+    wanted = args.models.split(",")
+    unknown = set(wanted) - set(runs)
+    if unknown:
+        parser.error(f"--models: unknown {', '.join(sorted(unknown))}; known: {', '.join(runs)}")
+    runs = {name: cfg for name, cfg in runs.items() if name in wanted}
     results: Dict[str, Any] = {
         "steps": steps,
         "learn_rate": args.learn_rate,
         "k": args.k,
+        "head_lr_scale": args.head_lr_scale,
         "words_per_batch": batch_words,
         "encoder": str(args.encoder),
         "models": {},

@@ -4,10 +4,14 @@ from typing import Callable, List, Optional, Tuple
 
 from spacy.tokens import Doc
 from spacy.util import registry
-from thinc.api import Linear, Model, chain, with_array, zero_init
+from thinc.api import Linear, Model, chain, glorot_uniform_init, with_array, zero_init
 from thinc.types import Floats2d
 
 ARCH_NAME = "spacy_ntk_ner.TokenClassifier.v1"
+ARCH_NAME_V2 = "spacy_ntk_ner.TokenClassifier.v2"
+# Read by `NTKEntityRecognizer.finish_update`: the head's parameters are updated at
+# this multiple of the optimizer's learning rate.
+HEAD_LR_SCALE = "head_lr_scale"
 
 
 @registry.architectures(ARCH_NAME)
@@ -19,15 +23,50 @@ def build_token_classifier(
     The forward pass gives one `(n_tokens, n_tags)` array of emission scores per doc.
     The CRF's parameters are the model's own: `transitions (n_tags, n_tags)`, `start`
     and `end (n_tags,)`. The component reads them to decode and adds their gradients
-    with `inc_grad`, so the optimizer updates them with the rest.
+    with `inc_grad`, so the optimizer updates them with the rest. The linear layer
+    starts at zero and learns at the optimizer's rate.
 
     tok2vec (Model[List[Doc], List[Floats2d]]): The encoder: a tok2vec, a listener, or
         a transformer such as `spacy-transformers.Tok2VecTransformer.v3`.
     nO (Optional[int]): The number of tags; set from the labels at initialization.
     RETURNS (Model[List[Doc], List[Floats2d]]): The model.
     """
+    return _build(tok2vec, nO, zero_init, 1.0)
+
+
+@registry.architectures(ARCH_NAME_V2)
+def build_token_classifier_v2(
+    tok2vec: Model[List[Doc], List[Floats2d]],
+    nO: Optional[int] = None,
+    head_lr_scale: float = 10.0,
+) -> Model[List[Doc], List[Floats2d]]:
+    """`TokenClassifier.v1` for pretrained encoders: the head starts random and
+    learns faster than the encoder.
+
+    A zero-initialized head passes no gradient to the encoder until it has grown, and
+    at a transformer's fine-tuning rate (5e-5) it grows slowly; so the linear layer
+    starts Glorot-uniform, and it and the CRF's transition scores are updated at
+    `head_lr_scale` times the optimizer's rate (thinc's optimizer has one rate; the
+    component passes the scale to it for these parameters only).
+
+    tok2vec (Model[List[Doc], List[Floats2d]]): The encoder.
+    nO (Optional[int]): The number of tags; set from the labels at initialization.
+    head_lr_scale (float): Learning-rate multiplier of the linear layer and the CRF.
+    RETURNS (Model[List[Doc], List[Floats2d]]): The model.
+    """
+    if head_lr_scale <= 0:
+        raise ValueError(f"[{ARCH_NAME_V2}] head_lr_scale must be > 0, got {head_lr_scale}")
+    return _build(tok2vec, nO, glorot_uniform_init, float(head_lr_scale))
+
+
+def _build(
+    tok2vec: Model[List[Doc], List[Floats2d]],
+    nO: Optional[int],
+    init_W: Callable,
+    head_lr_scale: float,
+) -> Model[List[Doc], List[Floats2d]]:
     t2v_width = tok2vec.maybe_get_dim("nO")
-    output_layer = Linear(nO=nO, nI=t2v_width, init_W=zero_init)
+    output_layer = Linear(nO=nO, nI=t2v_width, init_W=init_W)
     scorer: Model[List[Doc], List[Floats2d]] = chain(tok2vec, with_array(output_layer))
     model: Model[List[Doc], List[Floats2d]] = Model(
         "ntk_token_classifier",
@@ -37,6 +76,7 @@ def build_token_classifier(
         dims={"nO": nO},
         params={"transitions": None, "start": None, "end": None},
         refs={"tok2vec": tok2vec, "output_layer": output_layer},
+        attrs={HEAD_LR_SCALE: head_lr_scale},
     )
     return model
 

@@ -41,6 +41,7 @@ from thinc.types import Floats2d
 from . import crf
 from .calibration import IDENTITY, apply_platt
 from .crf import TagScheme
+from .models import HEAD_LR_SCALE
 
 SCHEMES = ("BILUO", "BIO")
 # Docs x longest doc that the CRF pads into one array (see `_length_buckets`).
@@ -104,7 +105,7 @@ def make_ntk_ner(
     """Create an `ntk_ner` component.
 
     model (Model[List[Doc], List[Floats2d]]): Gives each token's tag scores and holds
-        the CRF transitions (`spacy_ntk_ner.TokenClassifier.v1`).
+        the CRF transitions (`spacy_ntk_ner.TokenClassifier.v1` or `.v2`).
     scheme (str): "BILUO" or "BIO": the tags the CRF decodes.
     k (int): Forward passes per batch in training, each with its own dropout (1: plain).
     alpha (float): Weight of the agreement loss between the k passes (0: off).
@@ -520,6 +521,20 @@ class NTKEntityRecognizer(TrainablePipe):
             grads[i] += (alpha / k) * (p[i] * h - mean - p[i] * (p_dot_h - 1.0)) * mask
         return loss
 
+    def finish_update(self, sgd: Optimizer) -> None:
+        """Update the weights with the gradients collected so far. A model that sets
+        `attrs["head_lr_scale"]` (`TokenClassifier.v2`) has its linear layer and CRF
+        updated at that multiple of the optimizer's rate.
+
+        sgd (Optimizer): The optimizer.
+        """
+        scale = float(self.model.attrs.get(HEAD_LR_SCALE, 1.0))
+        if scale == 1.0:
+            self.model.finish_update(sgd)
+            return
+        head = {self.model.id, self.model.get_ref("output_layer").id}
+        self.model.finish_update(cast(Optimizer, _HeadScaledOptimizer(sgd, head, scale)))
+
     def _crf_params(self) -> Tuple[Any, Any, Any]:
         m = self.model
         return m.get_param("transitions"), m.get_param("start"), m.get_param("end")
@@ -535,6 +550,24 @@ class NTKEntityRecognizer(TrainablePipe):
         super().from_disk(path, exclude=exclude)
         self._tag_scheme = None
         return self
+
+
+class _HeadScaledOptimizer:
+    """Passes every update on to `sgd`, scaling the learning rate of the parameters
+    of the nodes in `head`. Anything else (averages, the rate itself) is `sgd`'s."""
+
+    def __init__(self, sgd: Optimizer, head: Set[int], scale: float) -> None:
+        self._sgd = sgd
+        self._head = head
+        self._scale = scale
+
+    def __call__(self, key: Tuple[int, str], weights: Any, gradient: Any, *, lr_scale: float = 1.0):
+        if key[0] in self._head:
+            lr_scale *= self._scale
+        return self._sgd(key, weights, gradient, lr_scale=lr_scale)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sgd, name)
 
 
 def _check_settings(

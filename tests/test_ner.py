@@ -14,7 +14,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span
 from spacy.training import Example
 from spacy.util import registry
-from thinc.api import fix_random_seed
+from thinc.api import SGD, fix_random_seed
 
 from spacy_ntk_ner import crf
 from spacy_ntk_ner.crf import TagScheme
@@ -66,8 +66,9 @@ def test_entry_points_resolve() -> None:
     }
     factory = eps[("spacy_factories", "ntk_ner")].load()
     assert factory.__name__ == "make_ntk_ner"
-    arch = eps[("spacy_architectures", "spacy_ntk_ner.TokenClassifier.v1")].load()
-    assert registry.architectures.get("spacy_ntk_ner.TokenClassifier.v1") is arch
+    for version in ("v1", "v2"):
+        name = f"spacy_ntk_ner.TokenClassifier.{version}"
+        assert registry.architectures.get(name) is eps[("spacy_architectures", name)].load()
     assert (
         registry.readers.get("spacy_ntk_ner.BIOCorpus.v1")
         is eps[("spacy_readers", "spacy_ntk_ner.BIOCorpus.v1")].load()
@@ -206,6 +207,77 @@ def test_pipe_batches_and_processes(trained: Language) -> None:
         [(e.text, e.label_) for e in d.ents] for d in trained.pipe(texts, n_process=2, batch_size=3)
     ]
     assert single == batched == multi
+
+
+V2_MODEL = {
+    "@architectures": "spacy_ntk_ner.TokenClassifier.v2",
+    "head_lr_scale": 4.0,
+    "tok2vec": {
+        "@architectures": "spacy.HashEmbedCNN.v2",
+        "pretrained_vectors": None,
+        "width": 32,
+        "depth": 2,
+        "embed_size": 500,
+        "window_size": 1,
+        "maxout_pieces": 2,
+        "subword_features": True,
+    },
+}
+
+
+def test_v2_head_learns_at_its_scale() -> None:
+    """With plain SGD, one update moves the linear layer and the CRF by
+    head_lr_scale x rate x gradient, and the encoder by rate x gradient."""
+    fix_random_seed(0)
+    nlp = spacy.blank("en")
+    ner = nlp.add_pipe("ntk_ner", config={"model": V2_MODEL})
+    examples = make_examples(nlp)
+    nlp.initialize(lambda: examples)
+    model = ner.model
+    W = model.get_ref("output_layer").get_param("W")
+    assert float(numpy.abs(W).max()) > 0, "v2's linear layer starts random"
+    ner.update(examples)  # gradients only
+    head = {model.id, model.get_ref("output_layer").id}
+    before = {
+        (node.id, name): (node.get_param(name).copy(), node.get_grad(name).copy())
+        for node in model.walk()
+        for name in node.param_names
+        if node.has_grad(name)
+    }
+    assert {key[0] for key in before} > head
+    ner.finish_update(SGD(0.01, L2=0.0, grad_clip=0.0))
+    seen_head = seen_other = 0
+    for node in model.walk():
+        for name in node.param_names:
+            if (node.id, name) not in before:
+                continue
+            param, grad = before[(node.id, name)]
+            if not numpy.abs(grad).max() > 0:
+                continue
+            scale = 4.0 if node.id in head else 1.0
+            numpy.testing.assert_allclose(
+                node.get_param(name), param - 0.01 * scale * grad, rtol=1e-5, atol=1e-7
+            )
+            seen_head += node.id in head
+            seen_other += node.id not in head
+    assert seen_head == 5 and seen_other > 0  # W, b, transitions, start, end
+
+
+def test_v2_overfits_and_reloads(tmp_path: Path) -> None:
+    nlp = train({"model": V2_MODEL}, steps=40)
+    assert [[(t, lab) for t, lab, _ in doc] for doc in predictions(nlp)] == [
+        [(text[a:b], label) for a, b, label in ents] for text, ents in TRAIN
+    ]
+    nlp.to_disk(tmp_path / "v2")
+    reloaded = spacy.load(tmp_path / "v2")
+    assert reloaded.get_pipe("ntk_ner").model.attrs["head_lr_scale"] == 4.0
+    assert predictions(reloaded) == predictions(nlp)
+
+
+def test_v2_bad_head_lr_scale_is_named() -> None:
+    nlp = spacy.blank("en")
+    with pytest.raises(ValueError, match=r"TokenClassifier.v2\] head_lr_scale must be > 0"):
+        nlp.add_pipe("ntk_ner", config={"model": {**V2_MODEL, "head_lr_scale": 0.0}})
 
 
 def test_k2_loss_differs_from_k1() -> None:
