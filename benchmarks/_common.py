@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -53,9 +53,17 @@ def split_corpus(dev: Path, corpus: Path, log: Path) -> Dict[str, Any]:
     return json.loads((corpus / "stats.json").read_text())
 
 
-def train(config: str, out: Path, corpus: Path, overrides: Sequence[str], log: Path) -> None:
-    """`spacy train` a config of this repository on `corpus/train`, with `corpus/dev` as
-    its dev set, into `out`."""
+def train(
+    config: str,
+    out: Optional[Path],
+    corpus: Path,
+    overrides: Sequence[str],
+    log: Path,
+    dev: Optional[Path] = None,
+) -> None:
+    """`spacy train` a config of this repository on `corpus/train`, with `dev` (default
+    `corpus/dev`) as its dev set, into `out` (None: nothing is saved)."""
+    output = [] if out is None else ["--output", str(out)]
     sh(
         [
             PY,
@@ -63,12 +71,11 @@ def train(config: str, out: Path, corpus: Path, overrides: Sequence[str], log: P
             "spacy",
             "train",
             str(REPO / config),
-            "--output",
-            str(out),
+            *output,
             "--paths.train",
             str(corpus / "train"),
             "--paths.dev",
-            str(corpus / "dev"),
+            str(dev or corpus / "dev"),
             *overrides,
         ],
         log,

@@ -11,17 +11,22 @@ precision off (there is no GPU), a learning-rate schedule sized to the run (10%
 warm-up, then linear decay to 0; the peak rate is higher than the config's 5e-5,
 which needs thousands of steps), a final evaluation only. ntk_ner's k (passes per
 batch) is a flag: each pass costs a forward and backward pass of the transformer.
-Reports `ents_f` on the 10% split, training words per second (steps x the mean words
-of a batch / wall time of `spacy train`, start-up and the final evaluation included)
-and inference words per second (`spacy benchmark speed`, the models taking turns).
-Writes DIR/results.json.
+Reports `ents_f` on the 10% split, training words per second and inference words per
+second. Training speed is measured in turns (stage `train-speed`): each model runs
+`spacy train` for --speed-steps steps, saving nothing and evaluating on 16 docs only,
+the models alternating, twice; words/s = steps x the mean words of a batch / wall time
+(start-up included, the same for both). The `train` stage's wall time (one model after
+the other, start-up, evaluations and ntk_ner's calibration included) is recorded too.
+Inference: `spacy benchmark speed`, the models taking turns (stage `speed`).
+Writes DIR/results.json after each stage; `--stages` reruns some stages on the models
+and results already in DIR.
 """
 
 import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 from _common import score, speed_in_turns, split_corpus, train
 
@@ -41,6 +46,44 @@ def words_per_batch(train: Path) -> float:
     return sum(sizes) / len(sizes)
 
 
+def small_dev(dev: Path, out: Path, n: int = 16) -> Path:
+    """The first `n` docs of the DocBins in `dev`, as `out/dev.spacy`.
+
+    RETURNS (Path): `out`.
+    """
+    from spacy.tokens import DocBin
+    from spacy.vocab import Vocab
+
+    vocab = Vocab()
+    docs = [d for f in sorted(dev.glob("*.spacy")) for d in DocBin().from_disk(f).get_docs(vocab)]
+    out.mkdir(parents=True, exist_ok=True)
+    DocBin(docs=docs[:n], store_user_data=True).to_disk(out / "dev.spacy")
+    return out
+
+
+def train_speed_in_turns(
+    runs: Dict[str, List[str]],
+    corpus: Path,
+    dev: Path,
+    steps: int,
+    batch_words: float,
+    overrides: Sequence[str],
+    log: Path,
+    rounds: int = 2,
+) -> Dict[str, List[float]]:
+    """Training words per second of each run, the runs taking turns.
+
+    RETURNS (Dict[str, List[float]]): One figure per round for each run.
+    """
+    found: Dict[str, List[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, cfg in runs.items():
+            start = time.perf_counter()
+            train(cfg[0], None, corpus, [*overrides, *cfg[1:]], log, dev=dev)
+            found[name].append(round(steps * batch_words / (time.perf_counter() - start), 1))
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("dev", type=Path)
@@ -52,6 +95,10 @@ def main() -> None:
     parser.add_argument("--head-lr-scale", type=float, default=10.0)
     parser.add_argument(
         "--models", default="ntk_ner,spacy_ner", help="which of ntk_ner,spacy_ner to train"
+    )
+    parser.add_argument("--speed-steps", type=int, default=40)
+    parser.add_argument(
+        "--stages", default="train,train-speed,speed", help="of train,train-speed,speed"
     )
     args = parser.parse_args()
     work = args.workdir
@@ -103,6 +150,9 @@ def main() -> None:
     if unknown:
         parser.error(f"--models: unknown {', '.join(sorted(unknown))}; known: {', '.join(runs)}")
     runs = {name: cfg for name, cfg in runs.items() if name in wanted}
+    stages = args.stages.split(",")
+    if set(stages) - {"train", "train-speed", "speed"}:
+        parser.error(f"--stages: known are train, train-speed, speed; got {args.stages}")
     results: Dict[str, Any] = {
         "steps": steps,
         "learn_rate": args.learn_rate,
@@ -112,7 +162,14 @@ def main() -> None:
         "encoder": str(args.encoder),
         "models": {},
     }
-    for name, cfg in runs.items():
+    if "train" not in stages:
+        # Later stages only: keep what the train stage measured.
+        results = json.loads((work / "results.json").read_text())
+
+    def save() -> None:
+        (work / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+
+    for name, cfg in runs.items() if "train" in stages else ():
         out = work / "training" / name
         start = time.perf_counter()
         train(cfg[0], out, corpus, [*common, *cfg[1:]], log)
@@ -122,13 +179,25 @@ def main() -> None:
         found["train_words_per_s"] = steps * batch_words / train_s
         results["models"][name] = found
         # Written as it goes: a failure later keeps what was measured.
-        (work / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    models = {name: work / "training" / name / "model-last" for name in runs}
-    speeds = speed_in_turns(models, corpus / "dev", log, extra=["--batches", "30", "--warmup", "1"])
-    for name, wps in speeds.items():
-        results["models"][name]["words_per_s"] = wps
+        save()
+    if "train-speed" in stages:
+        speed_common = [*common]
+        speed_common[speed_common.index("--training.max_steps") + 1] = str(args.speed_steps)
+        dev = small_dev(corpus / "dev", work / "speed-dev")
+        train_speeds = train_speed_in_turns(
+            runs, corpus, dev, args.speed_steps, batch_words, speed_common, log
+        )
+        results["train_speed_steps"] = args.speed_steps
+        for name, wps in train_speeds.items():
+            results["models"][name]["train_words_per_s_in_turns"] = wps
+        save()
+    if "speed" in stages:
+        models = {name: work / "training" / name / "model-last" for name in runs}
+        extra = ["--batches", "30", "--warmup", "1"]
+        for name, wps in speed_in_turns(models, corpus / "dev", log, extra=extra).items():
+            results["models"][name]["words_per_s"] = wps
+        save()
     print(json.dumps(results, indent=2))
-    (work / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
