@@ -26,6 +26,7 @@ run: install
 
 lint: venv
 	$(BIN)/ruff check spacy_ntk_ner tests benchmarks scripts
+	$(BIN)/ruff format --check spacy_ntk_ner tests benchmarks scripts
 	$(BIN)/mypy
 
 test: install lint

@@ -512,7 +512,7 @@ def _parse(
             if stripped == "<s>":
                 if in_block:
                     raise BIOError(
-                        path, in_block, "<s> without </s> (another <s> at line " f"{lineno})"
+                        path, in_block, f"<s> without </s> (another <s> at line {lineno})"
                     )
                 yield from flush()
                 in_block = lineno

@@ -111,8 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp = sub.add_parser(
         "export",
         help="write .spacy files back as token-per-line BIO",
-        description="Write the tokens, IOB2 entity tags and sentences of DocBin files "
-        "as BIO text.",
+        description="Write the tokens, IOB2 entity tags and sentences of DocBin files as BIO text.",
     )
     exp.add_argument("input", type=Path, metavar="DOCBIN_OR_DIR")
     exp.add_argument("output", type=Path, metavar="OUT.txt")
