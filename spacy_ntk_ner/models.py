@@ -44,10 +44,11 @@ def build_token_classifier_v2(
     learns faster than the encoder.
 
     A zero-initialized head passes no gradient to the encoder until it has grown, and
-    at a transformer's fine-tuning rate (5e-5) it grows slowly; so the linear layer
-    starts Glorot-uniform, and it and the CRF's transition scores are updated at
-    `head_lr_scale` times the optimizer's rate (thinc's optimizer has one rate; the
-    component passes the scale to it for these parameters only).
+    at a transformer's fine-tuning rate it grows slowly; so the linear layer starts
+    Glorot-uniform (most of the gain in benchmarks/README.md), and it and the CRF's
+    transition scores are updated at `head_lr_scale` times the optimizer's rate
+    (thinc's optimizer has one rate; the component passes the scale to it for these
+    parameters only).
 
     tok2vec (Model[List[Doc], List[Floats2d]]): The encoder.
     nO (Optional[int]): The number of tags; set from the labels at initialization.
