@@ -561,7 +561,9 @@ class _HeadScaledOptimizer:
         self._head = head
         self._scale = scale
 
-    def __call__(self, key: Tuple[int, str], weights: Any, gradient: Any, *, lr_scale: float = 1.0):
+    def __call__(
+        self, key: Tuple[int, str], weights: Any, gradient: Any, *, lr_scale: float = 1.0
+    ) -> Tuple[Any, Any]:
         if key[0] in self._head:
             lr_scale *= self._scale
         return self._sgd(key, weights, gradient, lr_scale=lr_scale)
