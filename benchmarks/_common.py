@@ -53,6 +53,20 @@ def split_corpus(dev: Path, corpus: Path, log: Path) -> Dict[str, Any]:
     return json.loads((corpus / "stats.json").read_text())
 
 
+def read_docs(folder: Path) -> List[Any]:
+    """Every Doc of the DocBin files in `folder`, in file-name order.
+
+    RETURNS (List[Doc]): The docs, over one fresh vocab.
+    """
+    from spacy.tokens import DocBin
+    from spacy.vocab import Vocab
+
+    vocab = Vocab()
+    return [
+        d for f in sorted(folder.glob("*.spacy")) for d in DocBin().from_disk(f).get_docs(vocab)
+    ]
+
+
 def train(
     config: str,
     out: Optional[Path],

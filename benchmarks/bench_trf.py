@@ -28,21 +28,17 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
-from _common import score, speed_in_turns, split_corpus, train
+from _common import read_docs, score, speed_in_turns, split_corpus, train
 
 
 def words_per_batch(train: Path) -> float:
     """Mean words in a batch of configs/trf.cfg's batcher (2,000 padded words)."""
-    from spacy.tokens import DocBin
     from spacy.training.batchers import minibatch_by_padded_size
-    from spacy.vocab import Vocab
 
-    vocab = Vocab()
-    docs = [d for f in sorted(train.glob("*.spacy")) for d in DocBin().from_disk(f).get_docs(vocab)]
-    sizes = [
-        sum(len(d) for d in batch)
-        for batch in minibatch_by_padded_size(docs, size=2000, buffer=256, discard_oversize=True)
-    ]
+    batches = minibatch_by_padded_size(
+        read_docs(train), size=2000, buffer=256, discard_oversize=True
+    )
+    sizes = [sum(len(d) for d in batch) for batch in batches]
     return sum(sizes) / len(sizes)
 
 
@@ -52,12 +48,9 @@ def small_dev(dev: Path, out: Path, n: int = 16) -> Path:
     RETURNS (Path): `out`.
     """
     from spacy.tokens import DocBin
-    from spacy.vocab import Vocab
 
-    vocab = Vocab()
-    docs = [d for f in sorted(dev.glob("*.spacy")) for d in DocBin().from_disk(f).get_docs(vocab)]
     out.mkdir(parents=True, exist_ok=True)
-    DocBin(docs=docs[:n], store_user_data=True).to_disk(out / "dev.spacy")
+    DocBin(docs=read_docs(dev)[:n], store_user_data=True).to_disk(out / "dev.spacy")
     return out
 
 
@@ -109,11 +102,10 @@ def main() -> None:
     batch_words = words_per_batch(corpus / "train")
     steps = args.steps
     warmup = max(1, steps // 10)
+    # Each stage adds its own --training.max_steps; the schedule is the train stage's.
     common = [
         "--training.max_epochs",
         "0",
-        "--training.max_steps",
-        str(steps),
         "--training.eval_frequency",
         "1000000",
         "--training.optimizer.learn_rate.warmup_steps",
@@ -169,20 +161,20 @@ def main() -> None:
     def save() -> None:
         (work / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
-    for name, cfg in runs.items() if "train" in stages else ():
-        out = work / "training" / name
-        start = time.perf_counter()
-        train(cfg[0], out, corpus, [*common, *cfg[1:]], log)
-        train_s = time.perf_counter() - start
-        found = score(out / "model-last", corpus / "dev", work / f"{name}.json", log)
-        found["train_seconds"] = train_s
-        found["train_words_per_s"] = steps * batch_words / train_s
-        results["models"][name] = found
-        # Written as it goes: a failure later keeps what was measured.
-        save()
+    if "train" in stages:
+        for name, cfg in runs.items():
+            out = work / "training" / name
+            start = time.perf_counter()
+            train(cfg[0], out, corpus, [*common, "--training.max_steps", str(steps), *cfg[1:]], log)
+            train_s = time.perf_counter() - start
+            found = score(out / "model-last", corpus / "dev", work / f"{name}.json", log)
+            found["train_seconds"] = train_s
+            found["train_words_per_s"] = steps * batch_words / train_s
+            results["models"][name] = found
+            # Written as it goes: a failure later keeps what was measured.
+            save()
     if "train-speed" in stages:
-        speed_common = [*common]
-        speed_common[speed_common.index("--training.max_steps") + 1] = str(args.speed_steps)
+        speed_common = [*common, "--training.max_steps", str(args.speed_steps)]
         dev = small_dev(corpus / "dev", work / "speed-dev")
         train_speeds = train_speed_in_turns(
             runs, corpus, dev, args.speed_steps, batch_words, speed_common, log
