@@ -7,6 +7,9 @@ directory, and a `stats.json` report beside them.
 
 import hashlib
 import json
+import os
+import shutil
+import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from itertools import compress
@@ -14,22 +17,39 @@ from pathlib import Path
 from typing import (
     Any,
     Callable,
+    Collection,
     DefaultDict,
     Dict,
     Iterator,
     List,
     Optional,
     Sequence,
+    Set,
     Tuple,
 )
 
 import numpy
 
-from .bio import IOB_B, DocRecord, PathLike, Repair, group_sentences, iter_files, read_sentences
+from .atomic import TMP_PREFIX, FolderLock, deferred_sigint
+from .bio import (
+    IOB_B,
+    BIOError,
+    DocRecord,
+    PathLike,
+    Repair,
+    group_sentences,
+    iter_files,
+    read_sentences,
+)
 from .docbin import DocBinWriter
 
 # How many example locations the report keeps for each kind of repair.
 N_EXAMPLES = 5
+# The report `convert` writes; it also lists the shards it wrote, so that a later run
+# replaces exactly those and leaves every other file alone.
+STATS = "stats.json"
+# How many files not written by `convert` an error message names.
+N_NAMED = 5
 
 
 @dataclass(frozen=True)
@@ -91,12 +111,14 @@ class ConvertStats:
     splits (Dict[str, SplitStats]): Counts per split.
     repairs (Counter): Repaired tags per kind.
     repair_examples (Dict[str, List[str]]): The first `FILE:LINE: message`s of each kind.
+    outputs (List[str]): The shards written, relative to the output folder.
     """
 
     files: int = 0
     splits: Dict[str, SplitStats] = field(default_factory=dict)
     repairs: Counter = field(default_factory=Counter)
     repair_examples: DefaultDict[str, List[str]] = field(default_factory=lambda: defaultdict(list))
+    outputs: List[str] = field(default_factory=list)
 
     def add_repair(self, repair: Repair) -> None:
         self.repairs[repair.kind] += 1
@@ -112,6 +134,7 @@ class ConvertStats:
                 kind: {"count": n, "examples": self.repair_examples[kind]}
                 for kind, n in sorted(self.repairs.items())
             },
+            "outputs": list(self.outputs),
         }
 
 
@@ -167,6 +190,7 @@ def iter_records(
     on_repair: Optional[Callable[[Repair], None]] = None,
     on_progress: Optional[Callable[[int], None]] = None,
     on_file: Optional[Callable[[Path], None]] = None,
+    exclude: Collection[Path] = frozenset(),
 ) -> Iterator[DocRecord]:
     """Stream Doc records from files and directories, each keyed by its document.
 
@@ -175,11 +199,12 @@ def iter_records(
     on_repair (Optional[Callable[[Repair], None]]): Called for every repaired tag.
     on_progress (Optional[Callable[[int], None]]): Called with bytes read.
     on_file (Optional[Callable[[Path], None]]): Called as each file is opened.
+    exclude (Collection[Path]): Resolved paths of files to skip under a directory.
     YIELDS (DocRecord): The records.
     """
     if options.n_sents < 0:
         raise ValueError(f"--n-sents must be 0 or more, not {options.n_sents}")
-    for path, rel in iter_files(inputs, options.glob):
+    for path, rel in iter_files(inputs, options.glob, exclude):
         if on_file is not None:
             on_file(path)
         sentences = read_sentences(
@@ -244,10 +269,14 @@ def record_to_doc(rec: DocRecord, vocab: Any) -> Any:
 class _ShardSink:
     """Writes a split's records in shards of at most `shard_size` Docs."""
 
-    def __init__(self, folder: Path, shard_size: int, stats: SplitStats) -> None:
+    def __init__(
+        self, root: Path, folder: str, shard_size: int, stats: SplitStats, outputs: List[str]
+    ) -> None:
+        self.root = root
         self.folder = folder
         self.shard_size = shard_size
         self.stats = stats
+        self.outputs = outputs
         self.writer = DocBinWriter()
 
     def add(self, rec: DocRecord) -> None:
@@ -262,8 +291,10 @@ class _ShardSink:
 
     def flush(self) -> None:
         if len(self.writer):
-            self.folder.mkdir(parents=True, exist_ok=True)
-            self.writer.to_disk(self.folder / f"shard-{self.stats.shards:05d}.spacy")
+            rel = f"{self.folder}shard-{self.stats.shards:05d}.spacy"
+            (self.root / rel).parent.mkdir(parents=True, exist_ok=True)
+            self.writer.to_disk(self.root / rel)
+            self.outputs.append(rel)
             self.stats.shards += 1
             self.writer = DocBinWriter()
 
@@ -277,11 +308,17 @@ def convert(
     seed: int = 0,
     shard_size: int = 10000,
     on_progress: Optional[Callable[[int], None]] = None,
+    overwrite: bool = False,
 ) -> ConvertStats:
     """Convert BIO files and directories into sharded DocBin files and a report.
 
-    Shards go to `output_dir/<split>/` (or `output_dir/` with no split); `.spacy` files
-    already there are removed first, so a rerun never mixes old shards with new ones.
+    Shards go to `output_dir/<split>/` (or `output_dir/` with no split). The run is
+    transactional: it writes into a temporary folder inside `output_dir`, and only when
+    every input has been read and every shard written does it replace what an earlier
+    run wrote there (the files its `stats.json` lists). A failed or interrupted run
+    leaves `output_dir` as it was. An `output_dir` holding files that `convert` did not
+    write (other than this run's inputs) is refused, and two runs into one `output_dir`
+    at once: the second is refused.
 
     inputs (Sequence[PathLike]): Files and directories.
     output_dir (PathLike): Where the shards and `stats.json` go.
@@ -290,28 +327,90 @@ def convert(
     seed (int): Seed of the split.
     shard_size (int): At most this many Docs per shard.
     on_progress (Optional[Callable[[int], None]]): Called with bytes read.
+    overwrite (bool): Start over: remove what an earlier run wrote before converting
+        (so the disk needs room for one copy only); an interrupted run then leaves none.
     RETURNS (ConvertStats): The report.
     """
     if shard_size < 1:
         raise ValueError(f"--shard-size must be at least 1, not {shard_size}")
+    if options.n_sents < 0:
+        raise ValueError(f"--n-sents must be 0 or more, not {options.n_sents}")
     splits = parse_split(split) if split else [("all", 1.0)]
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: the output must be a directory")
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with FolderLock(out, "convert"):
+            return _convert_locked(
+                inputs, out, options, splits, bool(split), seed, shard_size, on_progress, overwrite
+            )
+    except BaseException:
+        if created:
+            _rmdir_if_empty(out)
+        raise
+
+
+def _convert_locked(
+    inputs: Sequence[PathLike],
+    out: Path,
+    options: ReadOptions,
+    splits: List[Tuple[str, float]],
+    by_split: bool,
+    seed: int,
+    shard_size: int,
+    on_progress: Optional[Callable[[int], None]],
+    overwrite: bool,
+) -> ConvertStats:
+    for stale in out.glob(TMP_PREFIX + "*"):
+        # Left by a run that was killed; the lock says no run is using it now.
+        shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    previous = previous_outputs(out)
+    _check_inputs(inputs, options.glob, previous)
+    _refuse_foreign(out, previous, inputs, options.glob)
+    if overwrite:
+        _remove_outputs(out, previous)
+        previous = set()
+    tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=out))
+    try:
+        stats = _write_shards(
+            inputs, tmp, options, splits, by_split, seed, shard_size, on_progress, previous
+        )
+        if len(splits) > 1 and sum(s.docs for s in stats.splits.values()) == 1:
+            raise ValueError(
+                "--split: the input is a single document (with --n-sents 0, a file without "
+                "-DOCSTART- is one document); one document cannot be split"
+            )
+        (tmp / STATS).write_text(json.dumps(stats.to_dict(), indent=2) + "\n", "utf8")
+        _commit(out, tmp, previous, stats.outputs)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return stats
+
+
+def _write_shards(
+    inputs: Sequence[PathLike],
+    tmp: Path,
+    options: ReadOptions,
+    splits: List[Tuple[str, float]],
+    by_split: bool,
+    seed: int,
+    shard_size: int,
+    on_progress: Optional[Callable[[int], None]],
+    exclude: Set[Path],
+) -> ConvertStats:
     stats = ConvertStats()
     sinks: Dict[str, _ShardSink] = {}
     for name, _ in splits:
-        folder = out / name if split else out
-        if folder.is_dir():
-            for old in folder.glob("*.spacy"):
-                old.unlink()
         stats.splits[name] = SplitStats()
-        sinks[name] = _ShardSink(folder, shard_size, stats.splits[name])
+        folder = f"{name}/" if by_split else ""
+        sinks[name] = _ShardSink(tmp, folder, shard_size, stats.splits[name], stats.outputs)
 
     def count_file(_: Path) -> None:
         stats.files += 1
 
-    records = iter_records(inputs, options, stats.add_repair, on_progress, count_file)
+    records = iter_records(inputs, options, stats.add_repair, on_progress, count_file, exclude)
     if len(splits) == 1:
         sink = sinks[splits[0][0]]
         for rec in records:
@@ -321,6 +420,104 @@ def convert(
             sinks[assign_split(rec.key, splits, seed)].add(rec)
     for sink in sinks.values():
         sink.flush()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "stats.json").write_text(json.dumps(stats.to_dict(), indent=2) + "\n", "utf8")
     return stats
+
+
+def previous_outputs(out: Path) -> Set[Path]:
+    """The files an earlier `convert` wrote into a folder, as its `stats.json` lists them.
+
+    out (Path): The output folder.
+    RETURNS (Set[Path]): Their resolved paths, `stats.json` included; empty if there is
+        no `stats.json` of this command.
+    """
+    path = out / STATS
+    try:
+        report = json.loads(path.read_text("utf8"))
+    except (OSError, ValueError):
+        return set()
+    if not isinstance(report, dict) or not isinstance(report.get("splits"), dict):
+        return set()
+    names = report.get("outputs")
+    if not isinstance(names, list):
+        # Written before stats.json listed its shards: they follow from the counts.
+        names = []
+        for split, counts in report["splits"].items():
+            n = counts.get("shards", 0) if isinstance(counts, dict) else 0
+            for i in range(n if isinstance(n, int) else 0):
+                names.append(f"{split}/shard-{i:05d}.spacy")
+                if split == "all":
+                    names.append(f"shard-{i:05d}.spacy")
+    root = out.resolve()
+    found = {path.resolve()}
+    for name in names:
+        p = (root / str(name)).resolve()
+        # Only files inside the folder: a tampered list must not reach outside it.
+        if p.is_file() and root in p.parents:
+            found.add(p)
+    return found
+
+
+def _check_inputs(inputs: Sequence[PathLike], glob: str, previous: Set[Path]) -> None:
+    for inp in inputs:
+        p = Path(inp)
+        if p.is_file() and p.resolve() in previous:
+            raise BIOError(p, 0, "was written by an earlier convert into OUTPUT_DIR, not an input")
+    for _ in iter_files(inputs, glob, previous):
+        pass  # every input exists before anything is written
+
+
+def _refuse_foreign(
+    out: Path, previous: Set[Path], inputs: Sequence[PathLike], glob: str
+) -> None:
+    root = out.resolve()
+    allowed = set(previous)
+    if any(root == Path(p).resolve() or root in Path(p).resolve().parents for p in inputs):
+        allowed.update(p.resolve() for p, _ in iter_files(inputs, glob, previous))
+    foreign: List[str] = []
+    for folder, dirs, files in os.walk(root):
+        if folder == str(root):
+            dirs[:] = [d for d in dirs if not d.startswith(TMP_PREFIX)]
+        for f in files:
+            p = Path(folder, f)
+            if p not in allowed and not (folder == str(root) and f.startswith(TMP_PREFIX)):
+                foreign.append(p.relative_to(root).as_posix())
+    if foreign:
+        foreign.sort()
+        named = ", ".join(foreign[:N_NAMED])
+        more = f" and {len(foreign) - N_NAMED} more" if len(foreign) > N_NAMED else ""
+        raise ValueError(
+            f"{out}: holds files that convert did not write ({named}{more}); "
+            "convert into an empty or new folder, or move them away"
+        )
+
+
+def _remove_outputs(out: Path, files: Set[Path]) -> None:
+    """Remove files an earlier run wrote, and the split folders they leave empty."""
+    root = out.resolve()
+    for p in sorted(files, key=lambda p: p.name == STATS):  # stats.json last
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+        if p.parent != root:
+            _rmdir_if_empty(p.parent)
+
+
+def _commit(out: Path, tmp: Path, previous: Set[Path], written: List[str]) -> None:
+    """Put the new shards and report in place of the earlier run's files."""
+    root = out.resolve()
+    with deferred_sigint():
+        for rel in written:
+            dest = root / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp / rel, dest)
+        kept = {root / rel for rel in written} | {root / STATS}
+        _remove_outputs(out, previous - kept)
+        os.replace(tmp / STATS, root / STATS)
+
+
+def _rmdir_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass

@@ -1,0 +1,145 @@
+"""Write outputs so that a failed or interrupted command leaves the old ones as they were.
+
+A file is written under a temporary name beside its target and renamed over it when
+complete; a folder is written beside its target and swapped in; a folder that one
+command writes into at a time is locked with `flock`, which the system drops when the
+process ends, however it ends. This module imports nothing of the package.
+"""
+
+import fcntl
+import os
+import shutil
+import signal
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, Callable, Iterator, List, Optional
+
+# Prefix of the temporary files and folders this package writes beside its outputs.
+TMP_PREFIX = ".ntk-tmp-"
+
+
+@contextmanager
+def atomic_file(target: Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a temporary file beside `target`; rename it to `target` when the block ends
+    without an error, remove it otherwise (also on KeyboardInterrupt).
+
+    target (Path): The file to write.
+    mode (str): "w" (text, UTF-8) or "wb".
+    YIELDS (IO): The open temporary file.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".part", dir=target.parent)
+    try:
+        encoding = None if "b" in mode else "utf8"
+        with os.fdopen(fd, mode, encoding=encoding) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        _keep_mode(target, Path(tmp))
+        os.replace(tmp, target)
+    except BaseException:
+        _remove(Path(tmp))
+        raise
+
+
+def _keep_mode(target: Path, tmp: Path) -> None:
+    # mkstemp makes the file 0600; a replaced file keeps its mode, a new one gets the umask's.
+    try:
+        mode = target.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    os.chmod(tmp, mode)
+
+
+def _remove(path: Path) -> None:
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def replace_dir(target: Path, write: Callable[[Path], None]) -> None:
+    """Write a folder with `write(tmp)` into a temporary folder beside `target`, then swap
+    it in for `target`. If `write` fails or is interrupted, `target` is left as it was.
+
+    target (Path): The folder to write (it may exist; it is replaced as a whole).
+    write (Callable[[Path], None]): Writes the folder's contents into the path it gets.
+    """
+    target = Path(target)
+    parent = target.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=parent))
+    old: Optional[Path] = None
+    try:
+        write(tmp)
+        with deferred_sigint():
+            if target.exists():
+                old = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=parent))
+                os.rmdir(old)
+                os.rename(target, old)
+            try:
+                os.rename(tmp, target)
+            except BaseException:
+                if old is not None:
+                    os.rename(old, target)
+                    old = None
+                raise
+    except BaseException:
+        _remove(tmp)
+        raise
+    if old is not None:
+        _remove(old)
+
+
+@contextmanager
+def deferred_sigint() -> Iterator[None]:
+    """Hold back Ctrl-C during a few renames that must all happen, and raise it after."""
+    caught: List[Any] = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda *args: caught.append(args))
+    except ValueError:  # not the main thread: signals go elsewhere anyway
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
+class FolderLock:
+    """An exclusive `flock` on a folder, so two runs never write into it at once.
+
+    folder (Path): The folder (it must exist).
+    what (str): Names the command, for the message when the folder is taken.
+    """
+
+    def __init__(self, folder: Path, what: str) -> None:
+        self.folder = folder
+        self.what = what
+        self._fd: Optional[int] = None
+
+    def __enter__(self) -> "FolderLock":
+        fd = os.open(self.folder, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ValueError(
+                f"{self.folder}: another {self.what} is writing into this folder; "
+                "wait for it to finish"
+            ) from None
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the lock
+            self._fd = None
