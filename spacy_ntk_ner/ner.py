@@ -13,6 +13,7 @@ a `Language`.
 """
 
 from itertools import islice
+from pathlib import Path
 from typing import (
     Any,
     Callable,
@@ -28,6 +29,8 @@ from typing import (
 )
 
 import numpy
+import srsly
+from spacy import util
 from spacy.attrs import ENT_IOB, ENT_TYPE, ORTH
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
@@ -539,17 +542,110 @@ class NTKEntityRecognizer(TrainablePipe):
         m = self.model
         return m.get_param("transitions"), m.get_param("start"), m.get_param("end")
 
-    # ---- serialization: the tag scheme is derived from cfg, so rebuild it on load
+    # ---- serialization. The saved cfg carries every setting, but on load only what was
+    # learned (LEARNED) comes from it: the settings are the config's, so that
+    # `spacy.load(path, config=...)` changes them. The scheme must match the weights.
 
     def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = SimpleFrozenList()):
-        super().from_bytes(bytes_data, exclude=exclude)
-        self._tag_scheme = None
+        """Load the component from bytes: the labels and calibration it learned, and its
+        weights, checked against each other.
+
+        bytes_data (bytes): What `to_bytes` returned.
+        exclude (Iterable[str]): Fields to leave out.
+        RETURNS (NTKEntityRecognizer): The component.
+        """
+        where = f"[{self.name}] bytes"
+        deserialize = {
+            "cfg": lambda b: self._load_learned(_read_json(lambda: srsly.json_loads(b), where)),
+            "vocab": lambda b: self.vocab.from_bytes(b, exclude=exclude),
+            "model": lambda b: self._load_weights(b, where),
+        }
+        util.from_bytes(bytes_data, deserialize, exclude)
+        self._check_weights(where)
         return self
 
     def from_disk(self, path: Any, *, exclude: Iterable[str] = SimpleFrozenList()):
-        super().from_disk(path, exclude=exclude)
-        self._tag_scheme = None
+        """Load the component from a folder: the labels and calibration it learned
+        (`cfg`), and its weights (`model`), checked against each other.
+
+        path (Union[str, Path]): The component's folder.
+        exclude (Iterable[str]): Fields to leave out.
+        RETURNS (NTKEntityRecognizer): The component.
+        """
+        path = util.ensure_path(path)
+
+        def load_cfg(p: Path) -> None:
+            self._load_learned(_read_json(lambda: srsly.read_json(p), str(p)), str(p))
+
+        def load_model(p: Path) -> None:
+            try:
+                data = p.read_bytes()
+            except OSError as err:
+                raise ValueError(f"{p}: the weights cannot be read ({err.strerror})") from None
+            self._load_weights(data, str(p))
+
+        deserialize = {
+            "vocab": lambda p: self.vocab.from_disk(p, exclude=exclude),
+            "cfg": load_cfg,
+            "model": load_model,
+        }
+        util.from_disk(path, deserialize, exclude)
+        self._check_weights(str(path / "model"))
         return self
+
+    def _load_learned(self, saved: Any, where: str = "") -> None:
+        """Take the labels and calibration from a saved cfg; check its scheme."""
+        where = where or f"[{self.name}] cfg"
+        if not isinstance(saved, dict):
+            raise ValueError(f"{where}: not a saved {self.name} cfg")
+        scheme = saved.get("scheme", self.cfg["scheme"])
+        if scheme != self.cfg["scheme"]:
+            raise ValueError(
+                f"{where}: the weights were trained with scheme {scheme!r}, but the config "
+                f"sets scheme {self.cfg['scheme']!r}; load with scheme = {scheme!r}"
+            )
+        labels = saved.get("labels", [])
+        calibration = saved.get("calibration", list(IDENTITY))
+        if not isinstance(labels, list) or not all(isinstance(x, str) and x for x in labels):
+            raise ValueError(f"{where}: 'labels' must be a list of label names")
+        if not (
+            isinstance(calibration, list)
+            and len(calibration) == 2
+            and all(isinstance(x, (int, float)) for x in calibration)
+        ):
+            raise ValueError(f"{where}: 'calibration' must be two numbers [a, b]")
+        self.cfg["labels"] = list(labels)
+        self.cfg["calibration"] = [float(x) for x in calibration]
+        for label in labels:
+            self.vocab.strings.add(label)
+        self._tag_scheme = None
+
+    def _load_weights(self, data: bytes, where: str) -> None:
+        try:
+            self.model.from_bytes(data)
+        except Exception as err:  # thinc and msgpack raise many kinds on bad bytes
+            raise ValueError(
+                f"{where}: the weights cannot be read ({type(err).__name__}: "
+                f"{str(err)[:200]})"
+            ) from None
+
+    def _check_weights(self, where: str) -> None:
+        """Stop at load, not at the first prediction, when the weights do not score the
+        tags of the saved labels."""
+        self._tag_scheme = None
+        n_tags = len(self.tag_scheme.tags)
+        shapes = {"nO": self.model.maybe_get_dim("nO")}
+        for name in ("transitions", "start", "end"):
+            if self.model.has_param(name):
+                shapes[name] = self.model.get_param(name).shape[0]
+        wrong = {k: n for k, n in shapes.items() if n is not None and n != n_tags}
+        if wrong:
+            got = ", ".join(f"{k} {n}" for k, n in wrong.items())
+            raise ValueError(
+                f"{where}: the weights score {got} tags, but the {len(self.labels)} saved "
+                f"labels in scheme {self.cfg['scheme']} need {n_tags}; the labels (cfg) "
+                "and the weights (model) do not belong together"
+            )
 
 
 class _HeadScaledOptimizer:
@@ -570,6 +666,13 @@ class _HeadScaledOptimizer:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sgd, name)
+
+
+def _read_json(read: Callable[[], Any], where: str) -> Any:
+    try:
+        return read()
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{where}: not readable as JSON ({str(err)[:200]})") from None
 
 
 def _check_settings(
