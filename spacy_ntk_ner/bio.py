@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import (
     IO,
     Callable,
+    Collection,
     Dict,
     Iterable,
     Iterator,
@@ -39,7 +40,16 @@ ON_INVALID = ("repair", "error")
 DOCSTART = "-DOCSTART-"
 # How many lines detection looks at before it decides.
 SAMPLE_LINES = 2000
-_TAG_RE = re.compile(r"^(O|[BIESLU]-\S.*)$")
+# Prefixes are read in either case: `b-Language` is `B-Language`, `o` is `O`.
+_TAG_RE = re.compile(r"^([Oo]|[BIESLUbieslu]-\S.*)$")
+_PREFIXES = frozenset("BIESLUbieslu")
+# The scheme a file's tags show least may be at most this share of the other's evidence;
+# closer than that, detection stops and names lines of both.
+SCHEME_MINORITY = 0.1
+# Tokens and tags longer than this are shortened in messages.
+MAX_ECHO = 200
+# What a token or label written as BIO text must not hold: it would break the columns.
+_UNWRITABLE = re.compile(r"[\t\n\r\x00]")
 
 PathLike = Union[str, Path]
 
@@ -68,7 +78,8 @@ class Dialect:
     """How one file is written.
 
     format (str): "wikiser" (`<s>`/`</s>` blocks) or "conll" (blank lines).
-    delimiter (Optional[str]): "\\t", or None for any run of whitespace.
+    delimiter (Optional[str]): "\\t", None for any run of whitespace, or "auto": a tab
+        on lines that hold one, else any run of whitespace.
     tag_column (int): 0-based index of the tag column (negative counts from the end).
     scheme (str): "iob2", "iob1" or "bioes".
     n_columns (int): Columns seen in the sample (for messages).
@@ -179,15 +190,60 @@ def space_after(words: Sequence[str]) -> List[bool]:
     return spaces
 
 
+def clip(text: str, limit: int = MAX_ECHO) -> str:
+    """Shorten what a message echoes.
+
+    text (str): A token, tag or line.
+    limit (int): The most characters kept.
+    RETURNS (str): `text`, or its start and how long it is.
+    """
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"
+
+
 def _split_tag(tag: str) -> Tuple[str, str]:
-    """Split a tag into its prefix and label: `B-Foo_Bar` -> (`B`, `Foo_Bar`)."""
-    if tag == "O":
+    """Split a tag into its prefix (upper case) and label: `b-Foo_Bar` -> (`B`, `Foo_Bar`);
+    an unknown prefix gives ("", tag)."""
+    if tag == "O" or tag == "o":
         return "O", ""
-    if tag in ("B", "I", "E", "S", "L", "U"):
-        return tag, ""
-    if len(tag) > 2 and tag[1] in "-_":
-        return tag[0], tag[2:]
+    if tag[:1] in _PREFIXES and (len(tag) == 1 or tag[1] in "-_"):
+        return tag[0].upper(), tag[2:]
     return "", tag
+
+
+def _split_columns(line: str, delim: Optional[str]) -> List[str]:
+    if delim == "auto":
+        return line.split("\t" if "\t" in line.strip() else None)
+    return line.split(delim)
+
+
+def token_problem(word: str) -> Optional[str]:
+    """Say why a token cannot be written as a line of BIO text that reads back the same.
+
+    word (str): The token.
+    RETURNS (Optional[str]): What is wrong, or None.
+    """
+    if not word.strip():
+        return f"the whitespace token {word!r} cannot be written as a BIO line"
+    if _UNWRITABLE.search(word):
+        return f"token {clip(word)!r} holds a tab, line break or NUL, which would split its line"
+    if word.startswith(DOCSTART) and _is_docstart(word):
+        return f"token {clip(word)!r} would be read back as a {DOCSTART} line"
+    if word.startswith("\ufeff"):
+        return f"token {clip(word)!r} starts with a byte order mark"
+    return None
+
+
+def label_problem(label: str) -> Optional[str]:
+    """Say why an entity label cannot be written in a BIO tag that reads back the same.
+
+    label (str): The label.
+    RETURNS (Optional[str]): What is wrong, or None.
+    """
+    if _UNWRITABLE.search(label) or label != label.strip():
+        return f"label {clip(label)!r} holds a tab, line break, NUL or outer whitespace"
+    return None
 
 
 def _looks_like_tag(value: str) -> bool:
@@ -210,10 +266,20 @@ def _decode_line(raw: bytes, path: str, lineno: int) -> str:
     return text.rstrip("\r\n")
 
 
+def _check_line_ends(path: str, first: str) -> None:
+    # A file with CR-only line ends reads as one line holding every CR.
+    if "\r" in first:
+        raise BIOError(
+            path, 0, "lines end with CR only (old Mac line ends); convert them to LF first"
+        )
+
+
 def _sample(path: str, fh: IO[bytes]) -> List[str]:
     lines = []
     for lineno, raw in enumerate(fh, 1):
         lines.append(_decode_line(raw, path, lineno))
+        if lineno == 1:
+            _check_line_ends(path, lines[0])
         if lineno >= SAMPLE_LINES:
             break
     return lines
@@ -248,16 +314,12 @@ def detect_dialect(
         raise BIOError(path, 1, "empty file: no tokens")
     if format == "auto":
         format = "wikiser" if content[0].strip() == "<s>" else "conll"
-    token_lines = [
-        ln
-        for ln in content
-        if ln.strip() not in ("<s>", "</s>") and ln.split(None, 1)[0] != DOCSTART
+    # Line numbers of token lines; 0 marks a sentence or document break.
+    numbered = [
+        (i if _is_token_line(ln) else 0, ln) for i, ln in enumerate(lines, 1) if ln.strip()
     ]
-    if delimiter == "auto":
-        delim: Optional[str] = "\t" if any("\t" in ln for ln in token_lines) else None
-    else:
-        delim = "\t" if delimiter == "tab" else None
-    rows = [ln.split(delim) for ln in token_lines]
+    delim = {"auto": "auto", "tab": "\t", "space": None}[delimiter]
+    rows = [_split_columns(ln, delim) for i, ln in numbered if i]
     n_columns = max((len(r) for r in rows), default=2)
     if tag_column is not None:
         if tag_column == 0:
@@ -274,7 +336,7 @@ def detect_dialect(
         if len(candidates) > 1:
             examples = "; ".join(
                 f"column {j + 1}: "
-                + ", ".join(sorted({r[j].strip() for r in rows if r[j].strip() != "O"})[:3])
+                + ", ".join(clip(t, 40) for t in sorted({r[j].strip() for r in rows} - {"O"})[:3])
                 for j in candidates
             )
             raise BIOError(
@@ -292,14 +354,57 @@ def detect_dialect(
             )
         col = candidates[0]
     if scheme == "auto":
-        scheme = _detect_scheme([r[col].strip() for r in rows if len(r) > abs(col)])
+        tags: List[Tuple[int, str]] = []
+        for i, ln in numbered:
+            r = _split_columns(ln, delim) if i else []
+            tags.append((i, r[col].strip() if len(r) > abs(col) and r[col].strip() else "O"))
+        scheme = _detect_scheme(path, tags)
     return Dialect(format, delim, col, scheme, n_columns)
 
 
-def _detect_scheme(tags: Sequence[str]) -> str:
-    prefixes = {_split_tag(t)[0] for t in tags}
-    if prefixes & {"E", "S", "L", "U"}:
+def _is_token_line(line: str) -> bool:
+    stripped = line.strip()
+    return stripped not in ("<s>", "</s>") and stripped.split(None, 1)[0] != DOCSTART
+
+
+def _detect_scheme(path: str, tags: Sequence[Tuple[int, str]]) -> str:
+    """Decide between BIOES and IOB from the evidence of every tag: BIOES shows E-, S-,
+    L- and U- tags, IOB shows entities that end without them (a lone B-, a last I-).
+    The scheme with more evidence wins when the other has at most `SCHEME_MINORITY`
+    as much (its tags are then repaired one by one and reported); closer than that,
+    stop and name lines of both.
+
+    path (str): The file, for messages.
+    tags (Sequence[Tuple[int, str]]): Line number and tag; line 0 is a sentence break.
+    RETURNS (str): "bioes", "iob1" or "iob2".
+    """
+    split = [(line, *_split_tag(tag)) for line, tag in tags]
+    bioes: List[int] = []
+    iob: List[int] = []
+    for (line, pre, label), (_, nxt, nxt_label) in zip(split, split[1:] + [(0, "O", "")]):
+        if pre in ("E", "S", "L", "U"):
+            bioes.append(line)
+        elif pre in ("B", "I") and not (nxt in ("I", "E", "L") and nxt_label == label):
+            iob.append(line)
+    if bioes and len(bioes) > SCHEME_MINORITY * len(iob):
+        if len(iob) > SCHEME_MINORITY * len(bioes):
+            raise BIOError(
+                path,
+                0,
+                f"the tags mix schemes: {len(bioes)} BIOES tags (lines "
+                f"{_first_lines(bioes)}) and {len(iob)} IOB entities ending without E-/S- "
+                f"(lines {_first_lines(iob)}); pass --scheme",
+            )
         return "bioes"
+    return _detect_iob1([tag for line, tag in tags if line])
+
+
+def _first_lines(lines: Sequence[int], n: int = 3) -> str:
+    more = ", ..." if len(lines) > n else ""
+    return ", ".join(str(x) for x in lines[:n]) + more
+
+
+def _detect_iob1(tags: Sequence[str]) -> str:
     # IOB1 starts entities with I- and uses B- only between two entities of one type.
     starts_with_i = False
     b_after_same = True
@@ -348,11 +453,11 @@ class _TagDecoder:
             if split is None:
                 split = cache[tag] = _split_tag(tag)
             prefix, label = split
-            if prefix != "O" and (not label or not prefix or prefix not in "BIESLU"):
+            if prefix != "O" and (not label or not prefix):
                 what = (
-                    f"tag '{tag}' has no entity label"
+                    f"tag '{clip(tag)}' has no entity label"
                     if not label
-                    else f"tag '{tag}' has no B-/I-/E-/S- prefix"
+                    else f"tag '{clip(tag)}' has no B-/I-/E-/S- prefix"
                 )
                 self._problem(lines[i], "unknown tag", f"{what}; read as O")
                 prefix = "O"
@@ -368,7 +473,7 @@ class _TagDecoder:
                 self._problem(
                     lines[i],
                     "BIOES tag in IOB file",
-                    f"'{tag}' is a BIOES tag in a file read as {self.scheme.upper()}",
+                    f"'{clip(tag)}' is a BIOES tag in a file read as {self.scheme.upper()}",
                 )
             if prefix == "I" or prefix in "EL":
                 if open_label == label and (pending_end or not bioes):
@@ -381,7 +486,7 @@ class _TagDecoder:
                         self._problem(
                             lines[i],
                             f"{prefix}- without B-",
-                            f"'{tag}' follows {after}; read as the start of an entity",
+                            f"'{clip(tag)}' follows {after}; read as the start of an entity",
                         )
                     elif pending_end:
                         self._unclosed(lines[i - 1], open_label)
@@ -403,7 +508,7 @@ class _TagDecoder:
         self._problem(
             line,
             "entity without E-",
-            f"{label} entity ends without an E-/L- tag; closed here",
+            f"{clip(label)} entity ends without an E-/L- tag; closed here",
         )
 
 
@@ -531,12 +636,12 @@ def _parse(
                 doc_index += 1
             marked = True
             continue
-        parts = line.split(delim)
+        parts = _split_columns(line, delim)
         if wikiser and not in_block:
             raise BIOError(path, lineno, "token outside <s> ... </s>")
         if len(parts) < need or (len(parts) == 1 and need <= 1):
             if len(parts) == 1:
-                raise BIOError(path, lineno, f"token {parts[0]!r} has no tag")
+                raise BIOError(path, lineno, f"token {clip(parts[0])!r} has no tag")
             raise BIOError(
                 path,
                 lineno,
@@ -548,7 +653,7 @@ def _parse(
             raise BIOError(path, lineno, "empty token")
         tag = parts[col].strip()
         if not tag:
-            raise BIOError(path, lineno, f"token {word!r} has an empty tag")
+            raise BIOError(path, lineno, f"token {clip(word)!r} has an empty tag")
         words.append(word)
         tags.append(tag)
         lines.append(lineno)
@@ -572,11 +677,15 @@ def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
         raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
 
 
-def iter_files(inputs: Sequence[PathLike], glob: str = "*") -> Iterator[Tuple[Path, str]]:
+def iter_files(
+    inputs: Sequence[PathLike], glob: str = "*", exclude: Collection[Path] = frozenset()
+) -> Iterator[Tuple[Path, str]]:
     """List the files to read: files as given, and every file under a directory.
 
     inputs (Sequence[PathLike]): Files and directories.
     glob (str): Which files under a directory to take (a `Path.rglob` pattern).
+    exclude (Collection[Path]): Resolved paths of files to skip under a directory (what
+        an earlier conversion wrote into a folder that is also an input).
     YIELDS (Tuple[Path, str]): Each file, and the key naming its document: the file's
         path relative to its input directory, or "" for a file given directly.
     """
@@ -586,7 +695,9 @@ def iter_files(inputs: Sequence[PathLike], glob: str = "*") -> Iterator[Tuple[Pa
             files = sorted(
                 f
                 for f in p.rglob(glob)
-                if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
+                if f.is_file()
+                and not any(part.startswith(".") for part in f.relative_to(p).parts)
+                and not (exclude and f.resolve() in exclude)
             )
             if not files:
                 raise BIOError(p, 0, f"directory holds no files matching {glob!r}")
@@ -667,6 +778,10 @@ def write_sentences(
     _check_choice("format", format, ("wikiser", "conll"))
     n = 0
     for words, tags in sentences:
+        for word in words:
+            problem = token_problem(word)
+            if problem:
+                raise ValueError(f"sentence {n + 1}: {problem}")
         body = "".join(f"{w}\t{t}\n" for w, t in zip(words, tags))
         fh.write(f"<s>\n{body}</s>\n" if format == "wikiser" else f"{body}\n")
         n += 1
