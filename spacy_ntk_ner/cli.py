@@ -1,15 +1,31 @@
-"""The command line: `python -m spacy_ntk_ner convert|export`.
+"""The command line: `python -m spacy_ntk_ner convert|export|evaluate|calibrate|visualize`.
 
-Input problems end the command with one line, `FILE:LINE: what is wrong`, and exit
-status 1; a wrong option gives argparse's usage message and exit status 2.
+Input problems end the command with one line and exit status 1: `FILE:LINE: what is
+wrong` about a line, `FILE: what is wrong` about a whole file, `--option: what is
+wrong` about an option's value; a wrong option gives argparse's usage message and exit
+status 2.
 """
 
 import argparse
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from .bio import DELIMITERS, FORMATS, ON_INVALID, SCHEMES, BIOError, iter_files
+from .atomic import atomic_file, replace_dir
+from .bio import (
+    DELIMITERS,
+    FORMATS,
+    ON_INVALID,
+    SCHEMES,
+    BIOError,
+    doc_to_tags,
+    iter_files,
+    label_problem,
+    token_problem,
+    write_sentences,
+)
 
 # Inputs smaller than this finish before a progress bar is worth drawing.
 PROGRESS_MIN_BYTES = 32 * 1024 * 1024
@@ -34,6 +50,13 @@ def _positive(value: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
     if n < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, not {n}")
+    return n
+
+
+def _at_least_one(value: str) -> int:
+    n = _positive(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {n}")
     return n
 
 
@@ -107,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="one space between all tokens instead of reconstructed spacing",
     )
+    conv.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over: remove what an earlier convert wrote into OUTPUT_DIR before "
+        "converting (needs room for one copy only; never removes other files)",
+    )
     conv.add_argument("--quiet", action="store_true", help="print no report")
     exp = sub.add_parser(
         "export",
@@ -142,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     vis.add_argument("model", metavar="MODEL")
     vis.add_argument("data", type=Path, metavar="DOCBIN_OR_DIR")
     vis.add_argument("output", type=Path, metavar="OUT.html")
-    vis.add_argument("--limit", type=_positive, default=50, help="at most N docs")
+    vis.add_argument("--limit", type=_at_least_one, default=50, help="at most N docs (1 or more)")
     return parser
 
 
@@ -163,11 +192,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     command = commands[args.command]
     try:
         return command(args)
-    except (BIOError, ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except BrokenPipeError:
+        # The reader of our output (`| head`) has gone; the command itself succeeded.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except (BIOError, ValueError) as err:
+        print(str(err), file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(os_error_message(err), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        print("interrupted; outputs were left as they were", file=sys.stderr)
         return 130
+
+
+def os_error_message(err: OSError) -> str:
+    """RETURNS (str): `FILE: what is wrong` for a system error."""
+    what = err.strerror or str(err)
+    return f"{err.filename}: {what}" if err.filename else what
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -193,6 +237,7 @@ def _convert(args: argparse.Namespace) -> int:
             seed=args.seed,
             shard_size=args.shard_size,
             on_progress=bar.update if bar is not None else None,
+            overwrite=args.overwrite,
         )
     finally:
         if bar is not None:
@@ -254,8 +299,31 @@ def format_report(stats: Dict[str, Any], output_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def _shard_order(path: Path) -> List[Any]:
+    # Numbers compare as numbers: shard-99999 comes before shard-100000.
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.as_posix())]
+
+
+def docbin_files(path: Path) -> List[Path]:
+    """List a `.spacy` file, or the `.spacy` files under a directory in shard order.
+
+    path (Path): A `.spacy` file or a directory.
+    RETURNS (List[Path]): The files.
+    """
+    if path.is_dir():
+        files = sorted(path.rglob("*.spacy"), key=lambda f: _shard_order(f.relative_to(path)))
+        if not files:
+            raise BIOError(path, 0, "directory holds no .spacy files")
+        return files
+    if path.exists():
+        return [path]
+    raise BIOError(path, 0, "no such file or directory")
+
+
 def iter_docbin_sentences(path: Path) -> Iterator[Tuple[List[str], List[str]]]:
     """Read the sentences of a DocBin file, or of every `.spacy` file under a directory.
+    A token or label that BIO text cannot hold (a whitespace token, a tab or line
+    break, a `-DOCSTART-` token) stops with an error naming the file and doc.
 
     path (Path): A `.spacy` file or a directory.
     YIELDS (Tuple[List[str], List[str]]): Tokens and IOB2 tags of each sentence.
@@ -263,39 +331,43 @@ def iter_docbin_sentences(path: Path) -> Iterator[Tuple[List[str], List[str]]]:
     from spacy.tokens import DocBin
     from spacy.vocab import Vocab
 
-    from .bio import doc_to_tags
-
-    if path.is_dir():
-        files = sorted(path.rglob("*.spacy"))
-        if not files:
-            raise BIOError(path, 0, "directory holds no .spacy files")
-    elif path.exists():
-        files = [path]
-    else:
-        raise BIOError(path, 0, "no such file or directory")
     vocab = Vocab()
-    for f in files:
+    for f in docbin_files(path):
         try:
             docbin = DocBin().from_disk(f)
         except ValueError as err:
             raise BIOError(f, 0, f"not a DocBin file ({err})") from None
-        for doc in docbin.get_docs(vocab):
+        for i, doc in enumerate(docbin.get_docs(vocab)):
             iob = doc.to_array("ENT_IOB").tolist()
             labels = [t.ent_type_ for t in doc]
-            tags = doc_to_tags(iob, labels)
             words = [t.text for t in doc]
-            starts = [i for i, t in enumerate(doc) if i == 0 or t.is_sent_start]
+            _check_writable(f, i, words, labels)
+            tags = doc_to_tags(iob, labels)
+            starts = [k for k, t in enumerate(doc) if k == 0 or t.is_sent_start]
             for a, b in zip(starts, starts[1:] + [len(doc)]):
                 yield words[a:b], tags[a:b]
 
 
-def _export(args: argparse.Namespace) -> int:
-    from .bio import write_sentences
+def _check_writable(path: Path, doc_index: int, words: List[str], labels: List[str]) -> None:
+    for j, (word, label) in enumerate(zip(words, labels)):
+        problem = token_problem(word) or (label_problem(label) if label else None)
+        if problem:
+            raise BIOError(
+                path, 0, f"doc {doc_index + 1}, token {j + 1}: {problem}; nothing was written"
+            )
 
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    with args.output.open("w", encoding="utf8") as fh:
+
+def _export(args: argparse.Namespace) -> int:
+    files = docbin_files(args.input)
+    out = args.output
+    if out.is_dir():
+        raise BIOError(out, 0, "is a directory; name the BIO file to write")
+    target = out.resolve()
+    if any(target == f.resolve() for f in files) or target == args.input.resolve():
+        raise BIOError(out, 0, "is one of the inputs; name another file to write")
+    with atomic_file(out) as fh:
         n = write_sentences(fh, iter_docbin_sentences(args.input), args.format)
-    print(f"Wrote {n:,} sentence(s) to {args.output}")
+    print(f"Wrote {n:,} sentence(s) to {out}")
     return 0
 
 
@@ -321,18 +393,44 @@ def _calibrate(args: argparse.Namespace) -> int:
     from .calibration import calibrate
     from .report import load_examples
 
+    output = _calibrate_target(args.model, args.output)
     nlp = spacy.load(args.model)
     report = calibrate(nlp, load_examples(nlp, args.data))
     if not report:
         raise ValueError(f"{args.model}: the pipeline has no ntk_ner component")
-    output = args.output or Path(args.model)
-    nlp.to_disk(output)
+    lines = []
     for name, r in report.items():
         a, b = r["params"]
+        if not r["n"]:
+            lines.append(f"{name}: predicted no entity on {args.data}; calibration kept")
+            continue
         fitted = "fitted" if r["fitted"] else "kept (too little data to fit)"
-        print(
+        lines.append(
             f"{name}: a={a:.3f} b={b:.3f} {fitted}; expected calibration error on "
             f"{r['n']} entities {r['ece_before']:.3f} -> {r['ece_after']:.3f}"
         )
+    # Written beside the target and swapped in: a failure leaves the old pipeline.
+    replace_dir(output, nlp.to_disk)
+    print("\n".join(lines))
     print(f"Saved to {output}")
     return 0
+
+
+def _calibrate_target(model: str, output: Optional[Path]) -> Path:
+    """Where `calibrate` saves: MODEL's own folder, or `--output`, which must be new,
+    empty or a pipeline (it is replaced as a whole)."""
+    if output is None:
+        if not Path(model).is_dir():
+            raise ValueError(
+                f"--output: {model} is not a pipeline folder to save into; "
+                "name one with --output DIR"
+            )
+        return Path(model)
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"--output: {output} is a file, not a folder")
+    if output.is_dir() and any(output.iterdir()) and not (output / "config.cfg").is_file():
+        raise ValueError(
+            f"--output: {output} holds files and is not a spaCy pipeline; "
+            "name a new or empty folder"
+        )
+    return output

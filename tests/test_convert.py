@@ -201,20 +201,20 @@ def test_cli_errors_are_one_line(
     res = run_cli(["convert", "in.txt", "out", *args], tmp_path)
     assert res.returncode == 1
     assert "Traceback" not in res.stderr
-    assert res.stderr.strip().splitlines() == [f"error: {message}"] or message in res.stderr
+    assert res.stderr.startswith(message)
     assert len(res.stderr.strip().splitlines()) == 1
 
 
 def test_cli_missing_input_and_bad_option(tmp_path: Path) -> None:
     res = run_cli(["convert", "nope.txt", "out"], tmp_path)
     assert res.returncode == 1
-    assert res.stderr.strip() == "error: nope.txt: no such file or directory"
+    assert res.stderr.strip() == "nope.txt: no such file or directory"
     res = run_cli(["convert", "nope.txt", "out", "--tag-column", "1"], tmp_path)
     assert res.returncode == 2
     assert "column 1 holds the tokens" in res.stderr
     res = run_cli(["export", "nope", "out.txt"], tmp_path)
     assert res.returncode == 1
-    assert res.stderr.strip() == "error: nope: no such file or directory"
+    assert res.stderr.strip() == "nope: no such file or directory"
 
 
 def test_directory_is_read_recursively_with_glob(tmp_path: Path) -> None:

@@ -65,7 +65,7 @@ def test_cli_evaluate_and_visualize(pipeline: Path) -> None:
     assert "Linux" in html and "<mark" in html
     res = run_cli(["evaluate", "model", "missing"], pipeline)
     assert res.returncode == 1
-    assert res.stderr.strip() == "error: missing: no such file or directory"
+    assert res.stderr.strip() == "missing: no such file or directory"
 
 
 def test_cli_calibrate(pipeline: Path) -> None:
@@ -76,4 +76,4 @@ def test_cli_calibrate(pipeline: Path) -> None:
     assert (pipeline / "calibrated" / "ntk_ner" / "cfg").exists()
     res = run_cli(["calibrate", "model", "nothing.spacy"], pipeline)
     assert res.returncode == 1
-    assert res.stderr.strip() == "error: nothing.spacy: no such file or directory"
+    assert res.stderr.strip() == "nothing.spacy: no such file or directory"
