@@ -91,6 +91,8 @@ def evaluate(
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
     nlp = spacy.load(model)
+    if not any("doc.ents" in nlp.get_pipe_meta(name).assigns for name in nlp.pipe_names):
+        raise ValueError(f"{model}: the pipeline has no ntk_ner or ner component to evaluate")
     examples = load_examples(nlp, data)
     # Annotate once and keep the docs: their scored spans give the calibration.
     start = time.perf_counter()
