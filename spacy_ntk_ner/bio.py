@@ -268,7 +268,7 @@ def _decode_line(raw: bytes, path: str, lineno: int) -> str:
 
 def _check_line_ends(path: str, first: str) -> None:
     # A file with CR-only line ends reads as one line holding every CR.
-    if "\r" in first:
+    if "\r" in first.strip():
         raise BIOError(
             path, 0, "lines end with CR only (old Mac line ends); convert them to LF first"
         )
@@ -278,10 +278,10 @@ def _sample(path: str, fh: IO[bytes]) -> List[str]:
     lines = []
     for lineno, raw in enumerate(fh, 1):
         lines.append(_decode_line(raw, path, lineno))
-        if lineno == 1:
-            _check_line_ends(path, lines[0])
         if lineno >= SAMPLE_LINES:
             break
+    if len(lines) == 1:
+        _check_line_ends(path, lines[0])
     return lines
 
 
@@ -480,9 +480,9 @@ class _TagDecoder:
                     iob.append(IOB_I)
                 else:
                     if not (iob1 and prefix == "I"):
-                        after = "O" if not open_label else f"a {open_label} entity"
+                        after = "O" if not open_label else f"a {clip(open_label)} entity"
                         if open_label == label:
-                            after = f"the end of a {label} entity"
+                            after = f"the end of a {clip(label)} entity"
                         self._problem(
                             lines[i],
                             f"{prefix}- without B-",

@@ -193,3 +193,89 @@ def test_space_reconstruction(words: List[str], text: str) -> None:
     spaces = space_after(words)
     spaces[-1] = False
     assert "".join(w + (" " if s else "") for w, s in zip(words, spaces)) == text
+
+
+def tagged(pairs: List[Tuple[str, str]], sep: str = "\t") -> str:
+    return "".join(f"{w}{sep}{t}\n" for w, t in pairs)
+
+
+def test_one_stray_bioes_tag_does_not_switch_the_scheme(tmp_path: Path) -> None:
+    body = "".join(
+        tagged([(f"a{i}", "B-X"), (f"b{i}", "I-X"), ("c", "O")]) + "\n" for i in range(20)
+    )
+    path = write(tmp_path, "s.txt", body + tagged([("d", "O"), ("e", "S-X")]) + "\n")
+    repairs: List[Repair] = []
+    sents = list(read_sentences(path, on_repair=repairs.append))
+    assert [(r.kind, r.line) for r in repairs] == [("BIOES tag in IOB file", 82)]
+    assert all(s.labels[:2] == ["X", "X"] for s in sents[:20])
+
+
+def test_tags_of_two_schemes_in_like_numbers_stop_and_name_lines(tmp_path: Path) -> None:
+    iob = tagged([("a", "B-X"), ("b", "O")]) * 3
+    bioes = tagged([("c", "S-Y"), ("d", "O")]) * 3
+    path = write(tmp_path, "m.txt", iob + bioes)
+    with pytest.raises(BIOError) as err:
+        list(read_sentences(path))
+    assert str(err.value) == (
+        f"{path}: the tags mix schemes: 3 BIOES tags (lines 7, 9, 11) and 3 IOB entities "
+        "ending without E-/S- (lines 1, 3, 5); pass --scheme"
+    )
+
+
+def test_delimiter_is_decided_per_line(tmp_path: Path) -> None:
+    spaced = tagged([(f"w{i}", "O") for i in range(2100)], sep=" ")
+    path = write(tmp_path, "d.txt", spaced + "gethostbyname( )\tB-Error_Name\n")
+    repairs: List[Repair] = []
+    (sent,) = read_sentences(path, on_repair=repairs.append)
+    assert sent.words[-1] == "gethostbyname( )"
+    assert sent.labels[-1] == "Error_Name"
+    assert repairs == []
+
+
+def test_lowercase_prefixes_are_read_as_upper_case(tmp_path: Path) -> None:
+    path = write(tmp_path, "l.txt", tagged([("C", "b-Language"), ("++", "i-Language"), ("x", "o")]))
+    repairs: List[Repair] = []
+    assert ents(path, on_repair=repairs.append) == [[("C ++", "Language")]]
+    assert repairs == []
+
+
+@pytest.mark.parametrize(
+    "tag,message",
+    [
+        ("Foo", "tag 'Foo' has no B-/I-/E-/S- prefix"),
+        ("X-Foo", "tag 'X-Foo' has no B-/I-/E-/S- prefix"),
+        ("B-", "tag 'B-' has no entity label"),
+        ("I-", "tag 'I-' has no entity label"),
+    ],
+)
+def test_unknown_tags_are_counted_or_stop(tmp_path: Path, tag: str, message: str) -> None:
+    path = write(tmp_path, "u.txt", tagged([("a", "O"), ("b", tag)]))
+    repairs: List[Repair] = []
+    assert ents(path, on_repair=repairs.append) == [[]]
+    assert [(r.kind, r.line, r.message) for r in repairs] == [
+        ("unknown tag", 2, f"{message}; read as O")
+    ]
+    with pytest.raises(BIOError) as err:
+        list(read_sentences(path, on_invalid="error"))
+    assert str(err.value) == f"{path}:2: {message}; read as O"
+
+
+def test_cr_only_file_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, "cr.txt", "a\tO\rb\tB-X\r\r")
+    with pytest.raises(BIOError) as err:
+        list(read_sentences(path))
+    assert str(err.value) == (
+        f"{path}: lines end with CR only (old Mac line ends); convert them to LF first"
+    )
+
+
+def test_long_tokens_and_tags_are_shortened_in_messages(tmp_path: Path) -> None:
+    long = "x" * 5000
+    path = write(tmp_path, "t.txt", f"a\tO\n{long}\n")
+    with pytest.raises(BIOError) as err:
+        list(read_sentences(path))
+    assert str(err.value) == f"{path}:2: token '{'x' * 200}... (5,000 characters)' has no tag"
+    path = write(tmp_path, "g.txt", f"a\tO\nb\tB-{long}\nc\tI-Y\n")
+    repairs: List[Repair] = []
+    list(read_sentences(path, on_repair=repairs.append))
+    assert all(len(r.message) < 400 for r in repairs) and repairs

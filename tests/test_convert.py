@@ -240,3 +240,22 @@ def test_bio_corpus_reader(tmp_path: Path) -> None:
     assert [eg.reference.text for eg in examples] == ["w1_0 w1_1 w1_2", "w2_0 w2_1 w2_2"]
     assert [[e.text for e in eg.reference.ents] for eg in examples] == [["w1_0"], ["w2_0"]]
     assert examples[0].predicted.text == examples[0].reference.text
+
+
+def test_one_document_cannot_be_split(tmp_path: Path) -> None:
+    write(tmp_path, "in.txt", sentence(1) + sentence(2))
+    res = run_cli(
+        ["convert", "in.txt", "out", "--n-sents", "0", "--split", "a=0.5,b=0.5"], tmp_path
+    )
+    assert res.returncode == 1
+    assert res.stderr.strip() == (
+        "--split: the input is a single document (with --n-sents 0, a file without "
+        "-DOCSTART- is one document); one document cannot be split"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_visualize_limit_zero_is_refused(tmp_path: Path) -> None:
+    res = run_cli(["visualize", "model", "data.spacy", "out.html", "--limit", "0"], tmp_path)
+    assert res.returncode == 2
+    assert "--limit: must be 1 or more, not 0" in res.stderr

@@ -77,3 +77,12 @@ def test_cli_calibrate(pipeline: Path) -> None:
     res = run_cli(["calibrate", "model", "nothing.spacy"], pipeline)
     assert res.returncode == 1
     assert res.stderr.strip() == "nothing.spacy: no such file or directory"
+
+
+def test_evaluate_without_an_entity_recognizer(pipeline: Path) -> None:
+    nlp = spacy.blank("en")
+    nlp.add_pipe("sentencizer")
+    nlp.to_disk(pipeline / "no_ner")
+    res = run_cli(["evaluate", "no_ner", "data.spacy"], pipeline)
+    assert res.returncode == 1
+    assert res.stderr.strip() == "no_ner: the pipeline has no ntk_ner or ner component to evaluate"

@@ -1,0 +1,312 @@
+"""What convert, export and calibrate promise when they fail, are interrupted, find the
+disk full or run twice at once (README, "Guarantees")."""
+
+import errno
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict
+
+import pytest
+import spacy
+from conftest import run_cli, write
+from spacy.language import Language
+from spacy.tokens import Doc, DocBin
+from spacy.training import Example
+
+from spacy_ntk_ner import cli
+from spacy_ntk_ner.convert import ReadOptions, convert
+from spacy_ntk_ner.docbin import DocBinWriter
+
+
+def sentence(i: int) -> str:
+    return f"<s>\nw{i}a\tB-X\nw{i}b\tO\n</s>\n"
+
+
+def snapshot(folder: Path) -> Dict[str, bytes]:
+    """Every file under a folder, hidden ones included, with its bytes."""
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture
+def converted(tmp_path: Path) -> Path:
+    src = write(tmp_path, "in/a.txt", "".join(sentence(i) for i in range(6)))
+    convert([src], tmp_path / "out", ReadOptions(), split="train=0.5,dev=0.5", shard_size=2)
+    return tmp_path / "out"
+
+
+# ---- convert
+
+
+def test_convert_failing_last_input_keeps_previous_output(tmp_path: Path, converted: Path) -> None:
+    before = snapshot(converted)
+    good = write(tmp_path, "in/b.txt", sentence(9))
+    bad = write(tmp_path, "in/c.txt", sentence(10) + "oops\n")
+    res = run_cli(["convert", str(good), str(bad), str(converted)], tmp_path)
+    assert res.returncode == 1
+    assert res.stderr.strip() == f"{bad}:5: token outside <s> ... </s>"
+    assert snapshot(converted) == before
+
+
+def test_convert_missing_input_touches_nothing(tmp_path: Path, converted: Path) -> None:
+    before = snapshot(converted)
+    res = run_cli(["convert", "typo.bio", str(converted)], tmp_path)
+    assert res.returncode == 1
+    assert res.stderr.strip() == "typo.bio: no such file or directory"
+    assert snapshot(converted) == before
+    res = run_cli(["convert", "typo.bio", "new_out"], tmp_path)
+    assert not (tmp_path / "new_out").exists()
+
+
+@pytest.mark.parametrize("error", [OSError(errno.ENOSPC, "No space left on device"), None])
+def test_convert_full_disk_or_interrupt_keeps_previous_output(
+    tmp_path: Path, converted: Path, monkeypatch: pytest.MonkeyPatch, error: Any
+) -> None:
+    """A write that fails with ENOSPC, or Ctrl-C during the run, on the third shard."""
+    before = snapshot(converted)
+    real = DocBinWriter.to_disk
+    written = []
+
+    def to_disk(self: DocBinWriter, path: Any) -> None:
+        if len(written) == 2:
+            Path(path).write_bytes(b"half a shard")
+            raise error if error is not None else KeyboardInterrupt
+        written.append(path)
+        real(self, path)
+
+    monkeypatch.setattr(DocBinWriter, "to_disk", to_disk)
+    src = write(tmp_path, "in/new.txt", "".join(sentence(i) for i in range(20, 40)))
+    with pytest.raises(OSError if error is not None else KeyboardInterrupt):
+        convert([src], converted, ReadOptions(), shard_size=3)
+    assert len(written) == 2
+    # Exactly as it was: no new shard, no half shard, no temporary folder left behind.
+    assert snapshot(converted) == before
+
+
+def test_convert_full_disk_cli_message(
+    tmp_path: Path, converted: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    def to_disk(self: DocBinWriter, path: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(DocBinWriter, "to_disk", to_disk)
+    before = snapshot(converted)
+    src = write(tmp_path, "in/new.txt", sentence(1))
+    assert cli.main(["convert", str(src), str(converted)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith(": No space left on device")
+    assert snapshot(converted) == before
+
+
+def test_convert_refuses_folder_with_files_it_did_not_write(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    write(out, "notes.txt", "mine\n")
+    write(out, "old/model.spacy", "also mine\n")
+    src = write(tmp_path, "a.txt", sentence(1))
+    res = run_cli(["convert", str(src), str(out)], tmp_path)
+    assert res.returncode == 1
+    assert res.stderr.strip() == (
+        f"{out}: holds files that convert did not write (notes.txt, old/model.spacy); "
+        "convert into an empty or new folder, or move them away"
+    )
+    res = run_cli(["convert", str(src), str(out), "--overwrite"], tmp_path)
+    assert res.returncode == 1
+    assert snapshot(out) == {"notes.txt": b"mine\n", "old/model.spacy": b"also mine\n"}
+
+
+def test_rerun_replaces_only_what_it_wrote(tmp_path: Path, converted: Path) -> None:
+    first = json.loads((converted / "stats.json").read_text())
+    assert sorted(first["outputs"]) == sorted(
+        p.relative_to(converted).as_posix() for p in converted.rglob("*.spacy")
+    )
+    src = write(tmp_path, "in/b.txt", sentence(1))
+    convert([src], converted, ReadOptions())
+    # The split folders of the first run are gone; one shard and the report remain.
+    assert sorted(snapshot(converted)) == ["shard-00000.spacy", "stats.json"]
+
+
+def test_overwrite_starts_over_and_keeps_other_files(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    write(corpus, "a.bio", sentence(1))
+    write(corpus, "b.bio", sentence(2))
+    # The output folder is the input folder: its BIO files are inputs, not strangers.
+    for extra in ([], ["--overwrite"], []):
+        res = run_cli(["convert", str(corpus), str(corpus), "--quiet", *extra], tmp_path)
+        assert res.returncode == 0, res.stderr
+        stats = json.loads((corpus / "stats.json").read_text())
+        # The earlier run's stats.json and shard were not read as input.
+        assert stats["files"] == 2 and stats["splits"]["all"]["docs"] == 2
+    assert sorted(snapshot(corpus)) == ["a.bio", "b.bio", "shard-00000.spacy", "stats.json"]
+
+
+def test_stats_of_an_older_version_are_recognized(tmp_path: Path, converted: Path) -> None:
+    stats = json.loads((converted / "stats.json").read_text())
+    del stats["outputs"]  # stats.json as versions before 0.1.1 wrote it
+    (converted / "stats.json").write_text(json.dumps(stats))
+    convert([write(tmp_path, "in/b.txt", sentence(1))], converted, ReadOptions())
+    assert sorted(snapshot(converted)) == ["shard-00000.spacy", "stats.json"]
+
+
+def test_two_runs_at_once_the_second_is_refused(tmp_path: Path) -> None:
+    """A lock held by another process refuses the run; when that process is killed, the
+    lock is gone with it."""
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(120)\n",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    with holder:
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+            src = write(tmp_path, "a.txt", sentence(1))
+            with pytest.raises(ValueError, match="another convert is writing into this folder"):
+                convert([src], out, ReadOptions())
+            assert snapshot(out) == {}
+        finally:
+            holder.kill()
+    convert([src], out, ReadOptions())
+    assert (out / "stats.json").exists()
+
+
+def test_stale_temporary_folder_of_a_killed_run_is_cleared(tmp_path: Path, converted: Path) -> None:
+    write(converted, ".ntk-tmp-killed/shard-00000.spacy", "half")
+    convert([write(tmp_path, "in/b.txt", sentence(1))], converted, ReadOptions())
+    assert sorted(snapshot(converted)) == ["shard-00000.spacy", "stats.json"]
+
+
+# ---- export
+
+
+def test_export_onto_its_input_is_refused(tmp_path: Path, converted: Path) -> None:
+    shard = converted / "train" / "shard-00000.spacy"
+    before = shard.read_bytes()
+    res = run_cli(["export", str(shard), str(shard)], tmp_path)
+    assert res.returncode == 1
+    assert res.stderr.strip() == f"{shard}: is one of the inputs; name another file to write"
+    assert shard.read_bytes() == before
+
+
+def test_export_failure_leaves_the_target(tmp_path: Path) -> None:
+    notes = write(tmp_path, "notes.txt", "keep me\n")
+    res = run_cli(["export", "missing.spacy", str(notes)], tmp_path)
+    assert res.returncode == 1
+    assert res.stderr.strip() == "missing.spacy: no such file or directory"
+    vocab = spacy.blank("en").vocab
+    good = Doc(vocab, words=["a", "b"])
+    bad = Doc(vocab, words=["a", "\n", "b"])
+    DocBin(docs=[good, bad]).to_disk(tmp_path / "x.spacy")
+    res = run_cli(["export", "x.spacy", str(notes)], tmp_path)
+    assert res.returncode == 1
+    assert res.stderr.strip() == (
+        "x.spacy: doc 2, token 2: the whitespace token '\\n' cannot be written as a BIO line; "
+        "nothing was written"
+    )
+    assert notes.read_text() == "keep me\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "x.spacy"]
+
+
+# ---- calibrate
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("calibrate")
+    nlp = spacy.blank("en")
+    nlp.add_pipe("ntk_ner")
+    texts = [("Python runs on Linux", ["B-L", "O", "O", "B-O"]), ("I use Linux", ["O", "O", "B-O"])]
+    docs = [Doc(nlp.vocab, words=t.split(), ents=e) for t, e in texts]
+    examples = [Example(nlp.make_doc(d.text), d) for d in docs]
+    optimizer = nlp.initialize(lambda: examples)
+    for _ in range(30):
+        nlp.update(examples, sgd=optimizer)
+    nlp.to_disk(folder / "model")
+    DocBin(docs=docs).to_disk(folder / "data.spacy")
+    return folder
+
+
+@pytest.mark.parametrize("output", [None, "calibrated"])
+def test_calibrate_failure_leaves_the_pipeline(
+    pipeline: Path, monkeypatch: pytest.MonkeyPatch, output: Any, capsys: Any
+) -> None:
+    target = pipeline / (output or "model")
+    if output is not None:
+        write(target, "config.cfg", "an older pipeline\n")
+    before = snapshot(target)
+
+    def to_disk(self: Language, path: Any, **kwargs: Any) -> None:
+        Path(path, "config.cfg").write_text("half written")
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(Language, "to_disk", to_disk)
+    args = ["calibrate", str(pipeline / "model"), str(pipeline / "data.spacy")]
+    if output is not None:
+        args += ["--output", str(target)]
+    assert cli.main(args) == 1
+    assert capsys.readouterr().err.strip().endswith(": No space left on device")
+    assert snapshot(target) == before
+    assert not [p for p in pipeline.iterdir() if p.name.startswith(".ntk-tmp-")]
+
+
+def test_calibrate_in_place_replaces_the_pipeline(pipeline: Path, tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    spacy.load(pipeline / "model").to_disk(model)
+    res = run_cli(["calibrate", str(model), str(pipeline / "data.spacy")], tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert spacy.load(model).pipe_names == ["ntk_ner"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_calibrate_refuses_an_output_that_is_not_a_pipeline(pipeline: Path) -> None:
+    write(pipeline, "notes/todo.txt", "mine\n")
+    res = run_cli(["calibrate", "model", "data.spacy", "--output", "notes"], pipeline)
+    assert res.returncode == 1
+    assert res.stderr.strip() == (
+        "--output: notes holds files and is not a spaCy pipeline; name a new or empty folder"
+    )
+    assert (pipeline / "notes" / "todo.txt").read_text() == "mine\n"
+
+
+def test_calibrate_with_no_predicted_entity(pipeline: Path, tmp_path: Path) -> None:
+    vocab = spacy.blank("en").vocab
+    DocBin(docs=[Doc(vocab, words=["zzz", "qqq"], ents=["O", "O"])]).to_disk(tmp_path / "o.spacy")
+    nlp = spacy.load(pipeline / "model")
+    assert not list(nlp("zzz qqq").ents)
+    res = run_cli(["calibrate", str(pipeline / "model"), "o.spacy", "--output", "cal"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "ntk_ner: predicted no entity on o.spacy; calibration kept" in res.stdout
+    assert (tmp_path / "cal" / "config.cfg").exists()
+
+
+def test_broken_pipe_after_success_is_not_an_error(tmp_path: Path) -> None:
+    src = write(tmp_path, "a.txt", sentence(1))
+    env = dict(os.environ, PYTHONWARNINGS="error")
+    with subprocess.Popen(
+        [sys.executable, "-m", "spacy_ntk_ner", "convert", str(src), str(tmp_path / "out")],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # the reader is gone before the report is printed, as with `| head`
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=300) == 0, err
+    assert err == ""
+    assert (tmp_path / "out" / "stats.json").exists()

@@ -1,0 +1,117 @@
+"""Loading a trained pipeline: settings come from the config, what was learned from disk,
+and a pipeline whose files do not belong together stops at load, naming the file."""
+
+from pathlib import Path
+from typing import Any, Dict
+
+import pytest
+import spacy
+import srsly
+from spacy.language import Language
+from spacy.tokens import Span
+from spacy.training import Example
+from thinc.api import fix_random_seed
+
+TRAIN = [
+    ("I like London and Berlin .", [(7, 13, "LOC"), (18, 24, "LOC")]),
+    ("Python runs on Linux", [(0, 6, "LANG"), (15, 20, "OS")]),
+]
+
+
+def train(config: Dict[str, Any]) -> Language:
+    fix_random_seed(0)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("ntk_ner", config=config)
+    examples = [Example.from_dict(nlp.make_doc(t), {"entities": e}) for t, e in TRAIN]
+    optimizer = nlp.initialize(lambda: examples)
+    for _ in range(30):
+        nlp.update(examples, sgd=optimizer)
+    # Calibrated, so a load that dropped it would show.
+    nlp.get_pipe("ntk_ner").cfg["calibration"] = [0.5, 0.25]
+    return nlp
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("load") / "p"
+    train({"k": 2, "alpha": 0.5, "alpha_warmup_steps": 3}).to_disk(path)
+    return path
+
+
+def load(path: Path, **settings: Any) -> Language:
+    return spacy.load(path, config={"components": {"ntk_ner": settings}})
+
+
+def test_learned_things_come_from_disk(saved: Path) -> None:
+    ner = load(saved, threshold=0.3).get_pipe("ntk_ner")
+    assert ner.labels == ("LANG", "LOC", "OS")
+    assert ner.cfg["calibration"] == [0.5, 0.25]
+    assert ner.cfg["threshold"] == 0.3
+
+
+def test_threshold_at_load_takes_effect(saved: Path) -> None:
+    text = TRAIN[0][0]
+    scores = load(saved)(text).spans["ntk_ner"].attrs["scores"]
+    assert len(scores) == 2
+    cut = sorted(scores)[0] + 1e-6  # just above the lower score
+    doc = load(saved, threshold=cut)(text)
+    assert len(doc.spans["ntk_ner"]) == 2
+    assert len(doc.ents) == 1
+    assert load(saved, threshold=cut).config["components"]["ntk_ner"]["threshold"] == cut
+
+
+def test_overwrite_ents_at_load_takes_effect(saved: Path) -> None:
+    nlp = load(saved, overwrite_ents=False)
+    doc = nlp.make_doc(TRAIN[0][0])
+    doc.ents = [Span(doc, 2, 4, label="MISC")]  # "London and"
+    doc = nlp.get_pipe("ntk_ner")(doc)
+    assert ("London and", "MISC") in [(e.text, e.label_) for e in doc.ents]
+
+
+def test_spans_key_at_load_takes_effect(saved: Path) -> None:
+    doc = load(saved, spans_key="scored")(TRAIN[1][0])
+    assert "scored" in doc.spans and "ntk_ner" not in doc.spans
+    assert len(doc.spans["scored"]) == 2
+
+
+@pytest.mark.parametrize("setting,value", [("k", 3), ("alpha", 2.0), ("alpha_warmup_steps", 7)])
+def test_training_settings_at_load_take_effect(saved: Path, setting: str, value: Any) -> None:
+    nlp = load(saved, **{setting: value})
+    assert nlp.get_pipe("ntk_ner").cfg[setting] == value
+    # ... and a save carries them in config.cfg, which the next load reads.
+    assert nlp.config["components"]["ntk_ner"][setting] == value
+
+
+def test_other_scheme_at_load_is_an_error_naming_both(saved: Path) -> None:
+    with pytest.raises(ValueError) as err:
+        load(saved, scheme="BIO")
+    assert str(err.value) == (
+        f"{saved / 'ntk_ner' / 'cfg'}: the weights were trained with scheme 'BILUO', but the "
+        "config sets scheme 'BIO'; load with scheme = 'BILUO'"
+    )
+
+
+def test_labels_that_do_not_match_the_weights_stop_at_load(saved: Path, tmp_path: Path) -> None:
+    path = tmp_path / "p"
+    spacy.load(saved).to_disk(path)
+    cfg = srsly.read_json(path / "ntk_ner" / "cfg")
+    cfg["labels"] = cfg["labels"] + ["EXTRA"]
+    srsly.write_json(path / "ntk_ner" / "cfg", cfg)
+    with pytest.raises(ValueError) as err:
+        spacy.load(path)
+    assert str(err.value) == (
+        f"{path / 'ntk_ner' / 'model'}: the weights score nO 13, transitions 13, start 13, "
+        "end 13 tags, but the 4 saved labels in scheme BILUO need 17; the labels (cfg) and "
+        "the weights (model) do not belong together"
+    )
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_corrupted_weights_name_the_file(saved: Path, tmp_path: Path, damage: str) -> None:
+    path = tmp_path / "p"
+    spacy.load(saved).to_disk(path)
+    model = path / "ntk_ner" / "model"
+    data = model.read_bytes()
+    model.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"\x93not weights")
+    with pytest.raises(ValueError, match=rf"^{model}: the weights cannot be read \("):
+        spacy.load(path)
