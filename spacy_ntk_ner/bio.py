@@ -315,9 +315,7 @@ def detect_dialect(
     if format == "auto":
         format = "wikiser" if content[0].strip() == "<s>" else "conll"
     # Line numbers of token lines; 0 marks a sentence or document break.
-    numbered = [
-        (i if _is_token_line(ln) else 0, ln) for i, ln in enumerate(lines, 1) if ln.strip()
-    ]
+    numbered = [(i if _is_token_line(ln) else 0, ln) for i, ln in enumerate(lines, 1) if ln.strip()]
     delim = {"auto": "auto", "tab": "\t", "space": None}[delimiter]
     rows = [_split_columns(ln, delim) for i, ln in numbered if i]
     n_columns = max((len(r) for r in rows), default=2)

@@ -466,9 +466,7 @@ def _check_inputs(inputs: Sequence[PathLike], glob: str, previous: Set[Path]) ->
         pass  # every input exists before anything is written
 
 
-def _refuse_foreign(
-    out: Path, previous: Set[Path], inputs: Sequence[PathLike], glob: str
-) -> None:
+def _refuse_foreign(out: Path, previous: Set[Path], inputs: Sequence[PathLike], glob: str) -> None:
     root = out.resolve()
     allowed = set(previous)
     if any(root == Path(p).resolve() or root in Path(p).resolve().parents for p in inputs):

@@ -584,8 +584,11 @@ class NTKEntityRecognizer(TrainablePipe):
                 raise ValueError(f"{p}: the weights cannot be read ({err.strerror})") from None
             self._load_weights(data, str(p))
 
+        def load_vocab(p: Path) -> None:
+            self.vocab.from_disk(p, exclude=exclude)
+
         deserialize = {
-            "vocab": lambda p: self.vocab.from_disk(p, exclude=exclude),
+            "vocab": load_vocab,
             "cfg": load_cfg,
             "model": load_model,
         }
@@ -625,8 +628,7 @@ class NTKEntityRecognizer(TrainablePipe):
             self.model.from_bytes(data)
         except Exception as err:  # thinc and msgpack raise many kinds on bad bytes
             raise ValueError(
-                f"{where}: the weights cannot be read ({type(err).__name__}: "
-                f"{str(err)[:200]})"
+                f"{where}: the weights cannot be read ({type(err).__name__}: {str(err)[:200]})"
             ) from None
 
     def _check_weights(self, where: str) -> None:
