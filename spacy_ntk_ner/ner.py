@@ -587,7 +587,7 @@ class NTKEntityRecognizer(TrainablePipe):
         def load_vocab(p: Path) -> None:
             self.vocab.from_disk(p, exclude=exclude)
 
-        deserialize = {
+        deserialize: Dict[str, Callable[[Path], None]] = {
             "vocab": load_vocab,
             "cfg": load_cfg,
             "model": load_model,
