@@ -222,6 +222,22 @@ def test_export_failure_leaves_the_target(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "x.spacy"]
 
 
+def test_export_on_a_full_disk_leaves_the_target(
+    tmp_path: Path, converted: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    notes = write(tmp_path, "notes.txt", "keep me\n")
+
+    def write_sentences(fh: Any, sentences: Any, fmt: str) -> int:
+        fh.write("half an export")
+        raise OSError(errno.ENOSPC, "No space left on device", str(notes))
+
+    monkeypatch.setattr(cli, "write_sentences", write_sentences)
+    assert cli.main(["export", str(converted), str(notes)]) == 1
+    assert capsys.readouterr().err.strip() == f"{notes}: No space left on device"
+    assert snapshot(tmp_path) == {**snapshot(tmp_path), "notes.txt": b"keep me\n"}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ntk-tmp-")]
+
+
 # ---- calibrate
 
 
