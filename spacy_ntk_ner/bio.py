@@ -578,6 +578,7 @@ def _parse(
 ) -> Iterator[Sentence]:
     decoder = _TagDecoder(path, dialect.scheme, on_invalid, on_repair or (lambda r: None))
     delim = dialect.delimiter
+    per_line = delim == "auto"  # a tab on lines that hold one, else whitespace
     col = dialect.tag_column
     need = col + 1 if col >= 0 else -col
     wikiser = dialect.format == "wikiser"
@@ -634,7 +635,10 @@ def _parse(
                 doc_index += 1
             marked = True
             continue
-        parts = _split_columns(line, delim)
+        if per_line:
+            parts = line.split("\t") if "\t" in line.strip() else line.split()
+        else:
+            parts = line.split(delim)
         if wikiser and not in_block:
             raise BIOError(path, lineno, "token outside <s> ... </s>")
         if len(parts) < need or (len(parts) == 1 and need <= 1):
