@@ -48,18 +48,21 @@ def test_convert_failing_last_input_keeps_previous_output(tmp_path: Path, conver
     before = snapshot(converted)
     good = write(tmp_path, "in/b.txt", sentence(9))
     bad = write(tmp_path, "in/c.txt", sentence(10) + "oops\n")
-    res = run_cli(["convert", str(good), str(bad), str(converted)], tmp_path)
+    split = ["--split", "train=0.5,dev=0.5"]
+    res = run_cli(["convert", str(good), str(bad), str(converted), *split], tmp_path)
+    assert snapshot(converted) == before
     assert res.returncode == 1
     assert res.stderr.strip() == f"{bad}:5: token outside <s> ... </s>"
-    assert snapshot(converted) == before
 
 
-def test_convert_missing_input_touches_nothing(tmp_path: Path, converted: Path) -> None:
-    before = snapshot(converted)
-    res = run_cli(["convert", "typo.bio", str(converted)], tmp_path)
+def test_convert_missing_input_touches_nothing(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    convert([write(tmp_path, "a.txt", sentence(1) + sentence(2))], corpus, shard_size=1)
+    before = snapshot(corpus)
+    res = run_cli(["convert", "typo.bio", str(corpus)], tmp_path)
+    assert snapshot(corpus) == before
     assert res.returncode == 1
     assert res.stderr.strip() == "typo.bio: no such file or directory"
-    assert snapshot(converted) == before
     res = run_cli(["convert", "typo.bio", "new_out"], tmp_path)
     assert not (tmp_path / "new_out").exists()
 
