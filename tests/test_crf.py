@@ -155,3 +155,21 @@ def test_every_crf_function_on_cupy_matches_numpy(scheme: str) -> None:
             assert (got[live] == expected[live]).all(), name
         else:
             numpy.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+def test_update_and_prediction_op_counts() -> None:
+    """benchmarks/bench_crf_ops.py's counts: the same operations at k = 2 and k = 3
+    (the passes and both lattices are one batch), one number back from the device per
+    update, and two transfers (paths, then scores) per prediction batch."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_crf_ops.py"
+    spec = importlib.util.spec_from_file_location("bench_crf_ops", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    k2, k3 = bench.count(2, 12, "BIO"), bench.count(3, 12, "BIO")
+    assert k2["update"]["ops"] == k3["update"]["ops"]
+    assert k2["update"]["to_host"] == k3["update"]["to_host"] == 1
+    assert k2["predict"]["to_host"] == 2
