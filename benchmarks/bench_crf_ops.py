@@ -95,19 +95,19 @@ class Counted(numpy.ndarray):
         plain = self.view(numpy.ndarray)
         return _counted("ops", lambda: getattr(plain, name)(*_plain(args), **_plain(kwargs)))
 
-    def argmax(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def argmax(self, *args: Any, **kwargs: Any) -> Any:
         return self._method("argmax", *args, **kwargs)
 
-    def argmin(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def argmin(self, *args: Any, **kwargs: Any) -> Any:
         return self._method("argmin", *args, **kwargs)
 
-    def astype(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def astype(self, *args: Any, **kwargs: Any) -> Any:
         return self._method("astype", *args, **kwargs)
 
-    def copy(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def copy(self, *args: Any, **kwargs: Any) -> Any:
         return self._method("copy", *args, **kwargs)
 
-    def cumsum(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def cumsum(self, *args: Any, **kwargs: Any) -> Any:
         return self._method("cumsum", *args, **kwargs)
 
     def _to_host(self, name: str, *args: Any) -> Any:
@@ -155,14 +155,14 @@ class CountingOps(NumpyOps):
     cupy (`CupyOps.pad` is one kernel), and zero-size allocations none."""
 
     name = "counting"
-    xp = CountingXP()  # type: ignore[assignment]
+    xp = CountingXP()
 
     def alloc(self, shape: Any, *, dtype: Any = "float32", zeros: bool = True) -> Any:
         size = int(numpy.prod(shape))
         make = lambda: numpy.zeros(shape, dtype=dtype)  # noqa: E731
         return _counted("ops", make) if size else _wrap(make())
 
-    def pad(self, seqs: Any, round_to: int = 1) -> Any:  # type: ignore[override]
+    def pad(self, seqs: Any, round_to: int = 1) -> Any:
         T = max(len(s) for s in seqs)
         out = numpy.zeros((len(seqs), T) + seqs[0].shape[1:], dtype=seqs[0].dtype)
         for i, s in enumerate(seqs):
@@ -174,7 +174,7 @@ class CountingOps(NumpyOps):
         COUNTS["to_host"] += 1
         return numpy.array(_plain(data))
 
-    def asarray(self, data: Any, *, dtype: Any = None) -> Any:  # type: ignore[override]
+    def asarray(self, data: Any, *, dtype: Any = None) -> Any:
         if isinstance(data, Counted):
             return data if dtype is None else data.astype(dtype)
         return CountingXP().asarray(data, dtype=dtype)
@@ -188,7 +188,7 @@ def stub_model(n_tags: int, seed: int) -> Model:
         out = [_wrap(rng.normal(size=(len(d), n_tags)).astype("float32")) for d in docs]
         return out, lambda d_out: docs
 
-    model = Model(
+    model: Model = Model(
         "stub",
         forward,
         ops=CountingOps(),

@@ -233,3 +233,46 @@ def test_trf_cfg_trains_with_mixed_precision_on_gpu(encoder: Path) -> None:
         assert sum(losses[-5:]) < 0.5 * sum(losses[:5])
     finally:
         set_current_ops(NumpyOps())
+
+
+@pytest.mark.slow
+def test_gpu_check_script_runs_on_the_cpu(tmp_path: Path) -> None:
+    """scripts/gpu_check.sh with GPU_ID=-1, a tiny encoder and the sample corpus: every
+    stage records its part and the table comes last."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    result = tmp_path / "gpu_check.json"
+    env = dict(
+        os.environ,
+        GPU_ID="-1",
+        ENCODER_SIZE="tiny",
+        STEPS="7",
+        KS="1 2",
+        BATCH_SIZES="8",
+        INFER_WORDS="300",
+        SKIP_INSTALL="1",
+        DATA=str(REPO / "assets" / "sample.bio"),
+        PYTHON=sys.executable,
+        RESULT=str(result),
+    )
+    res = subprocess.run(
+        ["bash", str(REPO / "scripts" / "gpu_check.sh")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    data = json.loads(result.read_text())
+    for k in (1, 2):
+        train = data[f"train_k{k}"]
+        assert train["k"] == k and train["train_words_per_s"] > 0
+        assert 0 < train["crf_share"] < 1
+    assert data["infer_words_per_s"]["8"] > 0
+    assert data["smoke"] == "skipped: GPU_ID=-1"
+    assert res.stdout.strip().splitlines()[-1].startswith("smoke:")
+    assert "| 2 |" in res.stdout
