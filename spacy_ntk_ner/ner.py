@@ -112,7 +112,8 @@ def make_ntk_ner(
     scheme (str): "BILUO" or "BIO": the tags the CRF decodes.
     k (int): Forward passes per batch in training, each with its own dropout (1: plain).
     alpha (float): Weight of the agreement loss between the k passes (0: off).
-    alpha_warmup_steps (int): Updates to train before the agreement loss starts.
+    alpha_warmup_steps (int): Optimizer steps (`finish_update` calls; with
+        `accumulate_gradient = n`, n batches each) before the agreement loss starts.
     threshold (float): Entities scored below it stay out of `doc.ents`.
     spans_key (str): Key of the SpanGroup in `doc.spans` holding every decoded
         entity, with their scores in `attrs["scores"]`.
@@ -228,6 +229,7 @@ class NTKEntityRecognizer(TrainablePipe):
         labels (Optional[Sequence[str]]): The labels, as `spacy init labels` writes them.
         """
         validate_get_examples(get_examples, "NTKEntityRecognizer.initialize")
+        check_passes_encoder(self.name, self.cfg["k"], self.model)
         if labels is not None:
             for label in labels:
                 self.add_label(label)
@@ -250,8 +252,9 @@ class NTKEntityRecognizer(TrainablePipe):
 
     def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
         """Annotate docs in batches, as spaCy's parser does: each batch is sorted by
-        length and run in sub-batches of a quarter of its size, so an encoder that pads
-        (a transformer) pads little. Docs come out in their input order.
+        length and encoded in sub-batches of a quarter of its size, so an encoder that
+        pads (a transformer) pads little; the CRF then decodes the whole batch at once.
+        Docs come out in their input order.
 
         stream (Iterable[Doc]): The docs.
         batch_size (int): Docs per batch.
@@ -262,9 +265,14 @@ class NTKEntityRecognizer(TrainablePipe):
             in_order = list(batch)
             try:
                 by_length = sorted(in_order, key=len)
+                emissions: List[Floats2d] = []
                 for sub in minibatch(by_length, size=max(batch_size // 4, 2)):
                     sub = list(sub)
-                    self.set_annotations(sub, self.predict(sub))
+                    if any(len(doc) for doc in sub):
+                        emissions.extend(self.model.predict(sub))
+                    else:
+                        emissions.extend(self.model.ops.alloc2f(0, 0) for _ in sub)
+                self.set_annotations(by_length, self._decode(emissions))
                 yield from in_order
             except Exception as err:
                 error_handler(self.name, self, in_order, err)
@@ -283,47 +291,64 @@ class NTKEntityRecognizer(TrainablePipe):
         return self._decode(emissions)
 
     def _decode(self, emissions: List[Floats2d]) -> List[DocEntities]:
-        result: List[DocEntities] = [[] for _ in emissions]
-        for bucket in _length_buckets([len(e) for e in emissions]):
-            self._decode_bucket([emissions[i] for i in bucket], [result[i] for i in bucket])
-        return result
-
-    def _decode_bucket(self, emissions: List[Floats2d], result: List[DocEntities]) -> None:
+        """Viterbi paths of the docs in buckets of similar length, then the probability
+        of each entity found. Two transfers from the device for the whole batch: the
+        paths, then the scores."""
         ops = self.model.ops
         xp = ops.xp
         ts = self.tag_scheme
-        lengths_h = numpy.asarray([len(e) for e in emissions], dtype="int32")
-        E = ops.pad(emissions)
-        lengths = xp.asarray(lengths_h)
-        trans, start, end = self._crf_params()
-        path = crf.viterbi(xp, E, lengths, trans, start, end, ts)
-        doc_idx, starts, ends, label_idx = _spans_from_path(ops.to_numpy(path), lengths_h, ts)
-        if not len(starts):
-            return
-        alpha, log_z = crf.forward(xp, E, lengths, trans, start, end, ts)
-        beta = crf.backward(xp, E, lengths, trans, end, ts)
-        log_p = crf.span_log_probs(
-            xp,
-            E,
-            trans,
-            start,
-            end,
-            alpha,
-            beta,
-            log_z,
-            lengths,
-            path,
-            xp.asarray(doc_idx),
-            xp.asarray(starts),
-            xp.asarray(ends),
-            ts,
-        )
+        result: List[DocEntities] = [[] for _ in emissions]
+        buckets = _length_buckets([len(e) for e in emissions])
+        if not buckets:
+            return result
+        decoded = [self._decode_bucket([emissions[i] for i in bucket]) for bucket in buckets]
+        paths = ops.to_numpy(xp.concatenate([path.ravel() for _, _, path in decoded]))
+        offset = 0
+        found = []
+        for bucket, (E, lengths, path) in zip(buckets, decoded):
+            lengths_h = numpy.asarray([len(emissions[i]) for i in bucket])
+            path_h = paths[offset : offset + path.size].reshape(path.shape)
+            offset += path.size
+            spans = _spans_from_path(path_h, lengths_h, ts)
+            if len(spans[0]):
+                log_p = self._span_log_probs(E, lengths, path, spans)
+                found.append((bucket, spans, log_p))
+        if not found:
+            return result
+        log_probs = xp.concatenate([log_p for _, _, log_p in found])
         calibration = self.cfg.get("calibration", IDENTITY)
-        probs = apply_platt(ops.to_numpy(xp.exp(log_p)), calibration).tolist()
-        for d, s, e, lab, p in zip(
-            doc_idx.tolist(), starts.tolist(), ends.tolist(), label_idx.tolist(), probs
-        ):
-            result[d].append((s, e + 1, lab, float(min(max(p, 0.0), 1.0))))
+        probs = iter(apply_platt(ops.to_numpy(xp.exp(log_probs)), calibration).tolist())
+        for bucket, (doc_idx, starts, ends, label_idx), _ in found:
+            for d, s, e, lab in zip(
+                doc_idx.tolist(), starts.tolist(), ends.tolist(), label_idx.tolist()
+            ):
+                p = next(probs)
+                result[bucket[d]].append((s, e + 1, lab, float(min(max(p, 0.0), 1.0))))
+        return result
+
+    def _decode_bucket(self, emissions: List[Floats2d]) -> Tuple[Any, Any, Any]:
+        """The padded emissions, lengths and Viterbi paths of docs of similar length,
+        on the model's device."""
+        ops = self.model.ops
+        xp = ops.xp
+        E = crf.promote(xp, ops.pad(emissions))
+        lengths = xp.asarray([len(e) for e in emissions], dtype="int32")
+        trans, start, end = self._crf_params()
+        return E, lengths, crf.viterbi(xp, E, lengths, trans, start, end, self.tag_scheme)
+
+    def _span_log_probs(
+        self, E: Any, lengths: Any, path: Any, spans: Tuple[numpy.ndarray, ...]
+    ) -> Any:
+        """Log-probabilities of the entities `spans` (doc, first token, last token,
+        label) found in one bucket's paths, on the model's device."""
+        xp = self.model.ops.xp
+        ts = self.tag_scheme
+        trans, start, end = self._crf_params()
+        _, log_z, alpha, beta = crf.marginals(xp, E, lengths, trans, start, end, ts)
+        doc_idx, starts, ends, _ = (xp.asarray(x) for x in spans)
+        return crf.span_log_probs(
+            xp, E, trans, start, end, alpha, beta, log_z, lengths, path, doc_idx, starts, ends, ts
+        )
 
     def set_annotations(self, docs: Iterable[Doc], predictions: List[DocEntities]) -> None:
         """Set `doc.ents` and the scored SpanGroup `doc.spans[spans_key]`.
@@ -362,6 +387,13 @@ class NTKEntityRecognizer(TrainablePipe):
         """Learn from a batch: k forward passes, the CRF loss of each, and (after the
         warm-up) the agreement loss between them.
 
+        The k passes are one call of the model on the batch repeated k times: dropout
+        is drawn per element, so each copy gets its own, and the model backprops once.
+        Under mixed precision that is what keeps the gradient right: thinc's PyTorch
+        shim unscales all of the transformer's accumulated gradients at every backprop,
+        so a second backprop before the optimizer step would divide the first one's
+        gradient by the loss scale again.
+
         examples (Iterable[Example]): The batch.
         drop (float): Dropout rate.
         sgd (Optional[Optimizer]): Updates the weights if given.
@@ -377,18 +409,22 @@ class NTKEntityRecognizer(TrainablePipe):
         if not any(len(doc) for doc in docs):
             return losses
         k = self.cfg["k"]
-        alpha = self.cfg["alpha"] if self._n_updates >= self.cfg["alpha_warmup_steps"] else 0.0
+        check_passes_encoder(self.name, k, self.model)
+        warm = self._n_updates >= self.cfg["alpha_warmup_steps"]
+        alpha = self.cfg["alpha"] if warm else 0.0
         set_dropout_rate(self.model, drop)
-        passes = [self.model.begin_update(docs) for _ in range(k)]
-        loss, d_emissions, d_params = self._loss(examples, [out for out, _ in passes], alpha)
-        for (_, backprop), d_em in zip(passes, d_emissions):
-            backprop(d_em)
+        # Copies, not the same Doc again: spacy-transformers maps tokens to wordpieces
+        # by the Doc they belong to.
+        copies = [doc.copy() for _ in range(k - 1) for doc in docs]
+        outputs, backprop = self.model.begin_update(docs + copies)
+        loss, d_outputs, d_params = self._loss(examples, outputs, k, alpha)
+        backprop(d_outputs)
         for name, grad in d_params.items():
             self.model.inc_grad(name, grad)
         if sgd is not None:
             self.finish_update(sgd)
-        losses[self.name] += loss
-        self._n_updates += 1
+        # The one number brought back from the device per update.
+        losses[self.name] += float(loss)
         return losses
 
     def get_loss(
@@ -401,8 +437,8 @@ class NTKEntityRecognizer(TrainablePipe):
         scores (List[Floats2d]): The model's output for it.
         RETURNS (Tuple[float, List[Floats2d]]): The loss and the gradient.
         """
-        loss, d_emissions, _ = self._loss(list(examples), [scores], 0.0)
-        return loss, d_emissions[0]
+        loss, d_scores, _ = self._loss(list(examples), scores, 1, 0.0)
+        return float(loss), d_scores
 
     def _gold(self, examples: Sequence[Example], T: int) -> numpy.ndarray:
         gold = numpy.full((len(examples), T), -1, dtype="int32")
@@ -419,87 +455,90 @@ class NTKEntityRecognizer(TrainablePipe):
         return gold
 
     def _loss(
-        self, examples: Sequence[Example], outputs: List[List[Floats2d]], alpha: float
-    ) -> Tuple[float, List[List[Floats2d]], Dict[str, Any]]:
-        ops = self.model.ops
-        xp = ops.xp
-        n_tags = len(self.tag_scheme.tags)
+        self, examples: Sequence[Example], outputs: List[Floats2d], k: int, alpha: float
+    ) -> Tuple[Any, List[Floats2d], Dict[str, Any]]:
+        """The loss of a batch, its gradient for each output, and the CRF's gradients.
+
+        outputs (List[Floats2d]): The k passes' outputs one pass after the other: doc i
+            of pass p at `p * len(examples) + i`.
+        RETURNS (Tuple[Any, List[Floats2d], Dict[str, Any]]): The loss (a scalar on the
+            model's device), the gradients of `outputs`, and those of the CRF's params.
+        """
+        xp = self.model.ops.xp
         trans = self._crf_params()[0]
-        d_params = {"transitions": xp.zeros_like(trans)}
-        d_params["start"] = xp.zeros((n_tags,), dtype=trans.dtype)
-        d_params["end"] = xp.zeros((n_tags,), dtype=trans.dtype)
-        d_emissions = [[ops.alloc2f(0, n_tags) for _ in examples] for _ in outputs]
-        total = 0.0
+        n_tags = len(self.tag_scheme.tags)
+        d_params = {
+            "transitions": xp.zeros_like(trans),
+            "start": xp.zeros((n_tags,), dtype=trans.dtype),
+            "end": xp.zeros((n_tags,), dtype=trans.dtype),
+        }
+        d_outputs: List[Any] = [None] * len(outputs)
+        total = xp.zeros((), dtype="float32")
         for bucket in _length_buckets([len(eg.predicted) for eg in examples]):
-            total += self._loss_bucket(
-                [examples[i] for i in bucket],
-                [[out[i] for i in bucket] for out in outputs],
-                alpha,
-                d_params,
-                bucket,
-                d_emissions,
+            total = total + self._loss_bucket(
+                examples, outputs, k, alpha, bucket, d_params, d_outputs
             )
-        return total, d_emissions, d_params
+        # Empty docs: empty gradients.
+        d_outputs = [xp.zeros_like(o) if d is None else d for o, d in zip(outputs, d_outputs)]
+        return total, d_outputs, d_params
 
     def _loss_bucket(
         self,
         examples: Sequence[Example],
-        outputs: List[List[Floats2d]],
+        outputs: List[Floats2d],
+        k: int,
         alpha: float,
-        d_params: Dict[str, Any],
         bucket: List[int],
-        d_emissions: List[List[Floats2d]],
-    ) -> float:
+        d_params: Dict[str, Any],
+        d_outputs: List[Any],
+    ) -> Any:
         """The loss of docs of similar length (the batch's docs at the indices in
-        `bucket`). Their gradients go into `d_emissions` (one list per pass) at those
-        indices, the CRF's are added to `d_params`."""
+        `bucket`) over the k passes. The free and the gold-constrained lattices of all
+        passes go through the CRF as one batch. The outputs' gradients go into
+        `d_outputs`, the CRF's are added to `d_params`.
+
+        RETURNS (Any): The loss, a scalar on the model's device.
+        """
         ops = self.model.ops
         xp = ops.xp
         ts = self.tag_scheme
-        k = len(outputs)
-        lengths_list = [len(eg.predicted) for eg in examples]
-        lengths = xp.asarray(lengths_list, dtype="int32")
-        T = max(lengths_list)
-        gold = xp.asarray(self._gold(examples, T))
+        n, m = len(examples), len(bucket)
+        lengths_h = numpy.asarray([len(examples[i].predicted) for i in bucket], dtype="int32")
+        T, K = int(lengths_h.max()), len(ts.tags)
+        index = [p * n + i for p in range(k) for i in bucket]
+        E = crf.promote(xp, ops.pad([outputs[j] for j in index])).reshape(k, m, T, K)
+        gold = xp.asarray(self._gold([examples[i] for i in bucket], T))[:, :, None]
         # At a token with gold, only the gold tag; elsewhere any tag.
-        allowed_tags = (gold[:, :, None] < 0) | (
-            gold[:, :, None] == xp.arange(len(ts.tags))[None, None, :]
-        )
-        pos = crf.position_mask(xp, lengths, T)
+        allowed = (gold < 0) | (gold == xp.arange(K))
+        lattices = xp.stack([E, xp.where(allowed, E, crf.NEG)]).reshape(2 * k * m, T, K)
+        lengths = xp.asarray(numpy.tile(lengths_h, 2 * k))
         trans, start, end = self._crf_params()
-        total = 0.0
-        grads = []
-        log_margs = []
-        for out in outputs:
-            E = ops.pad(out)
-            log_m, log_z, a, b = crf.marginals(xp, E, lengths, trans, start, end, ts)
-            E_c = xp.where(allowed_tags, E, crf.NEG)
-            log_mc, log_zc, ac, bc = crf.marginals(xp, E_c, lengths, trans, start, end, ts)
-            # A doc whose partial gold admits no valid tag sequence teaches nothing.
-            ok = (log_zc > crf.NEG / 2).astype(E.dtype)
-            total += float(((log_z - log_zc) * ok).sum()) / k
-            w = (ok[:, None] * pos)[:, :, None] / k
-            grads.append((xp.exp(log_m) - xp.exp(log_mc)) * w)
-            d_params["transitions"] += (
-                crf.transition_counts(xp, E, lengths, trans, a, b, log_z, ts, ok)
-                - crf.transition_counts(xp, E_c, lengths, trans, ac, bc, log_zc, ts, ok)
-            ) / k
-            first, last = crf.boundary_counts(xp, log_m, lengths, ok)
-            first_c, last_c = crf.boundary_counts(xp, log_mc, lengths, ok)
-            d_params["start"] += (first - first_c) / k
-            d_params["end"] += (last - last_c) / k
-            log_margs.append(log_m)
+        log_m, log_z, a, b = crf.marginals(xp, lattices, lengths, trans, start, end, ts)
+        free_z, gold_z = log_z.reshape(2, k, m)
+        # A doc whose partial gold admits no valid tag sequence teaches nothing.
+        ok = (gold_z > crf.NEG / 2).astype(E.dtype)
+        loss = ((free_z - gold_z) * ok).sum() / k
+        # Expected counts under the free lattices less those under the constrained ones.
+        w = xp.concatenate([ok, -ok]).ravel() / k
+        d_params["transitions"] += crf.transition_counts(
+            xp, lattices, lengths, trans, a, b, log_z, ts, w
+        )
+        first, last = crf.boundary_counts(xp, log_m, lengths, w)
+        d_params["start"] += first
+        d_params["end"] += last
+        log_m = log_m.reshape(2, k, m, T, K)
+        probs = xp.exp(log_m)
+        pos = crf.position_mask(xp, lengths[:m], T)
+        grads = (probs[0] - probs[1]) * (ok[:, :, None] * pos)[..., None] / k
         if k > 1 and alpha > 0:
-            total += self._agreement(xp, log_margs, grads, pos, alpha)
-        for dE, d_pass in zip(grads, d_emissions):
-            for i, d in zip(bucket, cast(List[Floats2d], ops.unpad(dE, lengths_list))):
-                d_pass[i] = d
-        return total
+            loss = loss + self._agreement(xp, log_m[0], grads, pos, alpha)
+        grads = grads.reshape(k * m, T, K).astype(outputs[index[0]].dtype, copy=False)
+        for j, d in zip(index, ops.unpad(grads, lengths_h.tolist() * k)):
+            d_outputs[j] = d
+        return loss
 
     @staticmethod
-    def _agreement(
-        xp: Any, log_margs: List[Any], grads: List[Any], pos: Any, alpha: float
-    ) -> float:
+    def _agreement(xp: Any, log_m: Any, grads: Any, pos: Any, alpha: float) -> Any:
         """Add alpha * mean_i KL(mean ‖ p_i) over the passes' tag marginals, and its
         gradient, to `grads`.
 
@@ -507,30 +546,33 @@ class NTKEntityRecognizer(TrainablePipe):
         a softmax, `diag(p) - p pᵀ`: that is exactly the block of the CRF marginals'
         Jacobian for the position's own emissions. The cross-position blocks (and the
         transitions) are left out, which keeps it to one pass over the arrays.
+
+        log_m (Floats4d): `(k, B, T, K)`: each pass's log-marginals.
+        grads (Floats4d): `(k, B, T, K)`: each pass's gradient, added to in place.
+        pos (Floats2d): `(B, T)`: 1.0 at real tokens.
+        RETURNS (Any): The loss, a scalar on the device.
         """
-        k = len(log_margs)
-        log_p = [xp.maximum(lm, crf.LOG_EPS) for lm in log_margs]
-        p = [xp.exp(lp) for lp in log_p]
-        mean = sum(p) / k
+        k = log_m.shape[0]
+        log_p = xp.maximum(log_m, crf.LOG_EPS)
+        p = xp.exp(log_p)
+        mean = p.mean(axis=0)
         log_mean = xp.log(mean)
-        mean_log_p = sum(log_p) / k
-        h = log_mean - mean_log_p
+        h = log_mean - log_p.mean(axis=0)
         mask = pos[:, :, None]
-        loss = 0.0
-        for i in range(k):
-            kl = (mean * (log_mean - log_p[i]) * mask).sum()
-            loss += alpha * float(kl) / k
-            p_dot_h = (p[i] * h).sum(axis=2, keepdims=True)
-            grads[i] += (alpha / k) * (p[i] * h - mean - p[i] * (p_dot_h - 1.0)) * mask
-        return loss
+        p_dot_h = (p * h).sum(axis=3, keepdims=True)
+        grads += (alpha / k) * (p * h - mean - p * (p_dot_h - 1.0)) * mask
+        # The mean over passes of KL(mean ‖ p_i) is the sum of mean * h.
+        return alpha * (mean * h * mask).sum()
 
     def finish_update(self, sgd: Optimizer) -> None:
         """Update the weights with the gradients collected so far. A model that sets
         `attrs["head_lr_scale"]` (`TokenClassifier.v2`) has its linear layer and CRF
-        updated at that multiple of the optimizer's rate.
+        updated at that multiple of the optimizer's rate. Each call is one optimizer
+        step: `alpha_warmup_steps` counts these calls.
 
         sgd (Optimizer): The optimizer.
         """
+        self._n_updates += 1
         scale = float(self.model.attrs.get(HEAD_LR_SCALE, 1.0))
         if scale == 1.0:
             self.model.finish_update(sgd)
@@ -675,6 +717,37 @@ def _read_json(read: Callable[[], Any], where: str) -> Any:
         return read()
     except (OSError, ValueError) as err:
         raise ValueError(f"{where}: not readable as JSON ({str(err)[:200]})") from None
+
+
+# Encoders shared through a listener, by their model's name.
+LISTENERS = {
+    "tok2vec-listener": "spacy.Tok2VecListener",
+    "transformer-listener": "spacy-transformers.TransformerListener",
+}
+
+
+def check_passes_encoder(name: str, k: int, model: Model) -> None:
+    """Refuse k > 1 passes with an encoder shared through a listener: it hands every
+    pass the same vectors (no dropout of their own), and the upstream component takes
+    the gradient k times.
+
+    name (str): The component's name.
+    k (int): Forward passes per batch.
+    model (Model): The component's model.
+    """
+    if k <= 1:
+        return
+    for node in model.walk():
+        kind = LISTENERS.get(node.name)
+        if kind is not None:
+            upstream = getattr(node, "upstream_name", "?")
+            raise ValueError(
+                f"[{name}] k = {k} passes need an encoder of the component's own, but its "
+                f"model listens to an upstream component through a {kind} (upstream "
+                f"{upstream!r}): every pass would get the same vectors and that component "
+                f"would take the gradient {k} times. Embed the encoder in the component "
+                "(as configs/cpu.cfg and configs/trf.cfg do), or set k = 1"
+            )
 
 
 def _check_settings(

@@ -315,6 +315,28 @@ def test_alpha_waits_for_warmup() -> None:
     assert seen == [True]
 
 
+def test_alpha_warmup_counts_optimizer_steps() -> None:
+    """Sub-batches of one optimizer step (spaCy's accumulate_gradient) count once."""
+    nlp = spacy.blank("en")
+    ner = nlp.add_pipe("ntk_ner", config={"k": 2, "alpha": 50.0, "alpha_warmup_steps": 1})
+    examples = make_examples(nlp)
+    optimizer = nlp.initialize(lambda: examples)
+    seen = []
+    agreement = NTKEntityRecognizer._agreement
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(True)
+        return agreement(*args, **kwargs)
+
+    ner._agreement = spy  # type: ignore[method-assign]
+    for sub in (examples[:2], examples[2:]):
+        ner.update(sub, drop=0.2)
+    assert seen == []
+    ner.finish_update(optimizer)
+    ner.update(examples[:2], drop=0.2)
+    assert seen == [True]
+
+
 def test_missing_and_misaligned_gold_are_masked() -> None:
     nlp = spacy.blank("en")
     ner = nlp.add_pipe("ntk_ner")
@@ -346,6 +368,20 @@ def test_missing_and_misaligned_gold_are_masked() -> None:
     assert ner.tag_scheme.gold_index(eg.get_aligned_ner())[0] == 0
     losses = nlp.update([eg], drop=0.0)
     assert numpy.isfinite(losses["ntk_ner"])
+
+
+def test_float16_scores_reach_the_crf_as_float32(trained: Language) -> None:
+    ner = trained.get_pipe("ntk_ner")
+    examples = make_examples(trained)
+    scores = ner.model.predict([eg.predicted for eg in examples])
+    half = [s.astype("float16") for s in scores]
+    loss, grads = ner.get_loss(examples, scores)
+    loss16, grads16 = ner.get_loss(examples, half)
+    assert grads16[0].dtype == numpy.float16
+    assert loss16 == pytest.approx(loss, rel=1e-2, abs=1e-2)
+    assert [[e[:3] for e in doc] for doc in ner._decode(half)] == [
+        [e[:3] for e in doc] for doc in ner._decode(scores)
+    ]
 
 
 def test_empty_docs(trained: Language) -> None:

@@ -1,0 +1,175 @@
+"""The CRF against brute force over every tag sequence, in float16, and on cupy."""
+
+import itertools
+from typing import Any, Dict, List, Tuple
+
+import numpy
+import pytest
+
+from spacy_ntk_ner import crf
+from spacy_ntk_ner.crf import TagScheme
+from spacy_ntk_ner.ner import _spans_from_path
+
+LENGTHS = [4, 1, 3]
+
+
+def problem(scheme: str, seed: int = 0, scale: float = 2.0) -> Dict[str, Any]:
+    ts = TagScheme.build(scheme, ["A", "B"])
+    K = len(ts.tags)
+    rng = numpy.random.default_rng(seed)
+    B, T = len(LENGTHS), max(LENGTHS)
+    return {
+        "E": rng.normal(size=(B, T, K)) * scale,
+        "lengths": numpy.asarray(LENGTHS, dtype="int32"),
+        "trans": rng.normal(size=(K, K)) * scale,
+        "start": rng.normal(size=K) * scale,
+        "end": rng.normal(size=K) * scale,
+        "scheme": ts,
+    }
+
+
+def brute_force(p: Dict[str, Any], b: int) -> Tuple[float, numpy.ndarray, List[int]]:
+    """log Z, the tag marginals and the best sequence of doc b, over every sequence."""
+    ts, n = p["scheme"], int(p["lengths"][b])
+    K = len(ts.tags)
+    scores = {}
+    for seq in itertools.product(range(K), repeat=n):
+        if not ts.start[seq[0]] or not ts.end[seq[-1]]:
+            continue
+        if not all(ts.allowed[i, j] for i, j in zip(seq, seq[1:])):
+            continue
+        s = p["start"][seq[0]] + p["end"][seq[-1]] + sum(p["E"][b, t, j] for t, j in enumerate(seq))
+        scores[seq] = s + sum(p["trans"][i, j] for i, j in zip(seq, seq[1:]))
+    values = numpy.asarray(list(scores.values()))
+    log_z = float(numpy.logaddexp.reduce(values))
+    marg = numpy.zeros((n, K))
+    for seq, s in scores.items():
+        marg[numpy.arange(n), seq] += numpy.exp(s - log_z)
+    return log_z, marg, list(max(scores, key=scores.__getitem__))
+
+
+@pytest.mark.parametrize("scheme", ["BILUO", "BIO"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_recursions_match_brute_force(scheme: str, dtype: str) -> None:
+    p = problem(scheme)
+    E = p["E"].astype(dtype)
+    args = (E, p["lengths"], p["trans"].astype(dtype), p["start"], p["end"], p["scheme"])
+    log_m, log_z, alpha, beta = crf.marginals(numpy, *args)
+    a2, lz2 = crf.forward(numpy, *args)
+    b2 = crf.backward(numpy, E, p["lengths"], args[2], p["end"], p["scheme"])
+    path = crf.viterbi(numpy, *args)
+    tol = 1e-9 if dtype == "float64" else 2e-5
+    for b, n in enumerate(LENGTHS):
+        ref_z, ref_m, ref_path = brute_force(p, b)
+        assert log_z[b] == pytest.approx(ref_z, rel=tol, abs=tol)
+        numpy.testing.assert_allclose(numpy.exp(log_m[b, :n]), ref_m, atol=tol * 10)
+        assert path[b, :n].tolist() == ref_path
+        numpy.testing.assert_allclose(a2[b, :n], alpha[b, :n], rtol=tol, atol=tol)
+        numpy.testing.assert_allclose(b2[b, :n], beta[b, :n], rtol=tol, atol=tol)
+    numpy.testing.assert_allclose(lz2, log_z, rtol=tol)
+
+
+@pytest.mark.parametrize("scheme", ["BILUO", "BIO"])
+def test_float16_emissions_are_computed_in_float32(scheme: str) -> None:
+    """An encoder that hands float16 gets marginals that sum to 1 at every position."""
+    p = problem(scheme, seed=3, scale=4.0)
+    E16 = p["E"].astype("float16")
+    trans = p["trans"].astype("float32")
+    start, end = p["start"].astype("float32"), p["end"].astype("float32")
+    args = (p["lengths"], trans, start, end, p["scheme"])
+    log_m, log_z, _, _ = crf.marginals(numpy, E16, *args)
+    assert log_m.dtype == numpy.float32
+    for b, n in enumerate(LENGTHS):
+        numpy.testing.assert_allclose(numpy.exp(log_m[b, :n]).sum(axis=1), 1.0, atol=1e-5)
+    ref = crf.marginals(numpy, E16.astype("float32"), *args)
+    numpy.testing.assert_allclose(log_z, ref[1], rtol=1e-6)
+    path = crf.viterbi(numpy, E16, *args)
+    assert (path == crf.viterbi(numpy, E16.astype("float32"), *args)).all()
+
+
+def test_scheme_masks_are_made_once_per_device() -> None:
+    ts = TagScheme.build("BILUO", ["A"])
+    first = ts.on(numpy)
+    assert ts.on(numpy) is first
+    assert first.allowed_f.dtype == numpy.float32
+    assert (first.allowed == ts.allowed).all()
+
+
+def all_functions(xp: Any, p: Dict[str, Any]) -> Dict[str, Any]:
+    """Every CRF function's output for problem `p` computed with `xp`."""
+    ts = p["scheme"]
+    E, lengths = xp.asarray(p["E"], dtype="float32"), xp.asarray(p["lengths"])
+    trans, start, end = (xp.asarray(p[k], dtype="float32") for k in ("trans", "start", "end"))
+    log_m, log_z, alpha, beta = crf.marginals(xp, E, lengths, trans, start, end, ts)
+    f_alpha, f_log_z = crf.forward(xp, E, lengths, trans, start, end, ts)
+    path = crf.viterbi(xp, E, lengths, trans, start, end, ts)
+    weights = xp.asarray([1.0, -0.5, 2.0], dtype="float32")
+    out = {
+        "log_m": log_m,
+        "log_z": log_z,
+        "alpha": f_alpha,
+        "forward_log_z": f_log_z,
+        "beta": crf.backward(xp, E, lengths, trans, end, ts),
+        "path": path,
+        "transitions": crf.transition_counts(
+            xp, E, lengths, trans, alpha, beta, log_z, ts, weights
+        ),
+        "boundaries": xp.stack(crf.boundary_counts(xp, log_m, lengths, weights)),
+    }
+    path_h = path.get() if hasattr(path, "get") else path
+    doc_idx, starts, ends, _ = _spans_from_path(path_h, p["lengths"], ts)
+    out["span_log_probs"] = crf.span_log_probs(
+        xp,
+        E,
+        trans,
+        start,
+        end,
+        alpha,
+        beta,
+        log_z,
+        lengths,
+        path,
+        xp.asarray(doc_idx),
+        xp.asarray(starts),
+        xp.asarray(ends),
+        ts,
+    )
+    assert len(doc_idx) > 0
+    return out
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("scheme", ["BILUO", "BIO"])
+def test_every_crf_function_on_cupy_matches_numpy(scheme: str) -> None:
+    import cupy
+
+    p = problem(scheme, seed=5, scale=1.0)
+    on_cpu = all_functions(numpy, p)
+    on_gpu = all_functions(cupy, p)
+    live = numpy.arange(max(LENGTHS))[None, :] < p["lengths"][:, None]
+    for name, expected in on_cpu.items():
+        got = cupy.asnumpy(on_gpu[name])
+        if name in ("log_m", "alpha", "beta"):
+            expected, got = expected[live], got[live]
+        if name == "path":
+            assert (got[live] == expected[live]).all(), name
+        else:
+            numpy.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+def test_update_and_prediction_op_counts() -> None:
+    """benchmarks/bench_crf_ops.py's counts: the same operations at k = 2 and k = 3
+    (the passes and both lattices are one batch), one number back from the device per
+    update, and two transfers (paths, then scores) per prediction batch."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_crf_ops.py"
+    spec = importlib.util.spec_from_file_location("bench_crf_ops", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    k2, k3 = bench.count(2, 12, "BIO"), bench.count(3, 12, "BIO")
+    assert k2["update"]["ops"] == k3["update"]["ops"]
+    assert k2["update"]["to_host"] == k3["update"]["to_host"] == 1
+    assert k2["predict"]["to_host"] == 2
