@@ -297,15 +297,14 @@ class _Locked:
 def _locked(out: Path) -> _Locked:
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: the output must be a folder")
+    if out.is_dir():
+        _foreign_files(out, _read_manifest(out))  # before the lock file is added to it
     return _Locked(out)
 
 
-def _prepare_output(out: Path, manifest: Dict[str, Any], overwrite: bool) -> Dict[str, Any]:
-    """Check the output folder holds only what an earlier run of this command wrote, with
-    the same model, inputs and settings; start over with `overwrite`.
-    RETURNS (Dict[str, Any]): The manifest to go on with (the earlier one when resuming).
-    """
-    old = _read_manifest(out)
+def _foreign_files(out: Path, old: Optional[Dict[str, Any]]) -> List[str]:
+    """Refuse a folder holding files this command did not write.
+    RETURNS (List[str]): The names of the files it did write."""
     names = sorted(p.name for p in out.iterdir() if p.name != LOCK)
     ours = {MANIFEST, REPORT}
     foreign = [n for n in names if old is None or not (n in ours or _OWN_RE.match(n))]
@@ -314,6 +313,16 @@ def _prepare_output(out: Path, manifest: Dict[str, Any], overwrite: bool) -> Dic
         raise ValueError(
             f"{out}: holds files this command did not write ({shown}): use an empty or new folder"
         )
+    return names
+
+
+def _prepare_output(out: Path, manifest: Dict[str, Any], overwrite: bool) -> Dict[str, Any]:
+    """Check the output folder holds only what an earlier run of this command wrote, with
+    the same model, inputs and settings; start over with `overwrite`.
+    RETURNS (Dict[str, Any]): The manifest to go on with (the earlier one when resuming).
+    """
+    old = _read_manifest(out)
+    names = _foreign_files(out, old)
     if old is not None and overwrite:
         for name in names:
             (out / name).unlink()
@@ -465,6 +474,10 @@ def _ray_records(
             batch_size=batch_size,
             gpu=gpu_id >= 0,
         )
+    except ray.exceptions.RayError as err:
+        # An actor's failure arrives as a remote traceback: say in one line what it was.
+        lines = [ln for ln in str(err).splitlines() if ln.strip()]
+        raise ValueError(f"Ray: {lines[-1] if lines else type(err).__name__}") from None
     finally:
         if started:
             ray.shutdown()

@@ -115,6 +115,7 @@ def _node_view(model: str) -> Dict[str, Any]:
 
     try:
         seen = model_fingerprint(model)
+        del seen["model"]  # the name it was given; what matters is what is there
     except (OSError, ValueError):
         seen = {"missing": model}
     seen["spacy_ntk_ner"] = importlib.util.find_spec("spacy_ntk_ner") is not None

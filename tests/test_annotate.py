@@ -2,8 +2,10 @@ import fcntl
 import gzip
 import json
 import os
+import shutil
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
@@ -17,6 +19,7 @@ from thinc.api import fix_random_seed
 from spacy_ntk_ner.annotate import Settings, annotate
 from spacy_ntk_ner.bio import BIOError, space_after
 from spacy_ntk_ner.inputs import InputOptions
+from spacy_ntk_ner.ray_engine import check_nodes
 
 TRAIN = [
     ("I like London and Berlin .", [(7, 13, "LOC"), (18, 24, "LOC")]),
@@ -374,7 +377,7 @@ def test_foreign_files_are_refused_and_never_removed(models: Path, tmp_path: Pat
     (out / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match=r"holds files this command did not write \(notes.txt\)"):
         annotate(str(models / "ntk"), [path], out)
-    assert sorted(os.listdir(out)) == [".annotate.lock", "notes.txt"]
+    assert sorted(os.listdir(out)) == ["notes.txt"]
     (out / "notes.txt").unlink()
     annotate(str(models / "ntk"), [path], out, settings=Settings(shard_size=3))
     (out / "notes.txt").write_text("mine")
@@ -483,3 +486,49 @@ def test_ray_equals_one_process(models: Path, tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "ray").glob("shard-*")) == [
         f"shard-{i:05d}.jsonl" for i in range(3)
     ]
+
+
+N1, N2 = "1" * 56, "2" * 56  # node ids as Ray writes them: 28 bytes in hex
+
+
+class _FakeRay:
+    """Two nodes; the second sees the model folder at `other` instead."""
+
+    def __init__(self, model: str, other: str) -> None:
+        self.seen_as = {N1: model, N2: other}
+
+    def nodes(self) -> List[Dict[str, Any]]:
+        return [
+            {"Alive": True, "NodeID": N1, "NodeManagerAddress": "10.0.0.1"},
+            {"Alive": True, "NodeID": N2, "NodeManagerAddress": "10.0.0.2"},
+        ]
+
+    def remote(self, **_: Any) -> Any:
+        fake = self
+
+        class Remote:
+            def __init__(self, fn: Any) -> None:
+                self.fn = fn
+
+            def options(self, scheduling_strategy: Any) -> Any:
+                node = scheduling_strategy.node_id
+                return SimpleNamespace(remote=lambda _model: self.fn(fake.seen_as[node]))
+
+        return Remote
+
+    def get(self, refs: List[Any]) -> List[Any]:
+        return refs
+
+
+def test_ray_nodes_must_see_the_same_model(models: Path, tmp_path: Path) -> None:
+    pytest.importorskip("ray.util.scheduling_strategies")
+    model = str(models / "ntk")
+    check_nodes(_FakeRay(model, model), model)  # the same folder everywhere
+    copy = tmp_path / "copy"
+    shutil.copytree(models / "ntk", copy)
+    check_nodes(_FakeRay(model, str(copy)), model)  # the same files on other storage
+    (copy / "ntk_ner" / "model").write_bytes(b"other weights")
+    with pytest.raises(ValueError, match=r"Ray node 10.0.0.2: the model .* is missing or differs"):
+        check_nodes(_FakeRay(model, str(copy)), model)
+    with pytest.raises(ValueError, match="Ray node 10.0.0.2"):
+        check_nodes(_FakeRay(model, str(tmp_path / "nowhere")), model)
