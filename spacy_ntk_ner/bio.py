@@ -10,6 +10,7 @@ This module imports no part of spaCy that builds a `Language`, so the converter
 starts fast.
 """
 
+import gzip
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import (
     Sequence,
     Tuple,
     Union,
+    cast,
 )
 
 # spaCy's ENT_IOB codes: 0 missing, 1 inside, 2 outside, 3 begin.
@@ -511,7 +513,8 @@ class _TagDecoder:
 
 
 def open_bio(path: PathLike) -> IO[bytes]:
-    """Open a BIO file for reading, with a clear error when it cannot be.
+    """Open a BIO file for reading, with a clear error when it cannot be. A `.gz` file
+    is decompressed as it is read.
 
     path (PathLike): The file.
     RETURNS (IO[bytes]): The open file.
@@ -522,7 +525,7 @@ def open_bio(path: PathLike) -> IO[bytes]:
     if p.is_dir():
         raise BIOError(path, 0, "is a directory")
     try:
-        return p.open("rb")
+        return cast(IO[bytes], gzip.open(p, "rb")) if p.suffix == ".gz" else p.open("rb")
     except OSError as err:
         raise BIOError(path, 0, f"cannot be read ({err.strerror})") from None
 

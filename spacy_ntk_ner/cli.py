@@ -1,4 +1,4 @@
-"""The command line: `python -m spacy_ntk_ner convert|export|evaluate|calibrate|visualize`.
+"""The command line: `python -m spacy_ntk_ner convert|export|evaluate|calibrate|visualize|annotate`.
 
 Input problems end the command with one line and exit status 1: `FILE:LINE: what is
 wrong` about a line, `FILE: what is wrong` about a whole file, `--option: what is
@@ -10,6 +10,7 @@ import argparse
 import os
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -26,6 +27,7 @@ from .bio import (
     token_problem,
     write_sentences,
 )
+from .inputs import INPUT_FORMATS, ON_ERROR
 
 # Inputs smaller than this finish before a progress bar is worth drawing.
 PROGRESS_MIN_BYTES = 32 * 1024 * 1024
@@ -172,7 +174,75 @@ def build_parser() -> argparse.ArgumentParser:
     vis.add_argument("data", type=Path, metavar="DOCBIN_OR_DIR")
     vis.add_argument("output", type=Path, metavar="OUT.html")
     vis.add_argument("--limit", type=_at_least_one, default=50, help="at most N docs (1 or more)")
+    _add_annotate_parser(sub)
     return parser
+
+
+def _threshold(value: str) -> float:
+    try:
+        t = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not 0.0 <= t <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {t}")
+    return t
+
+
+def _add_annotate_parser(sub: Any) -> None:
+    ann = sub.add_parser(
+        "annotate",
+        help="annotate text, JSONL, DocBin or BIO files with a pipeline's scored entities",
+        description="Annotate documents with a pipeline's entities and their scores, in "
+        "resumable shards of JSON lines (Prodigy's span format) or DocBin files under "
+        "OUTPUT_DIR, on this machine or on a Ray cluster.",
+    )
+    ann.add_argument("model", metavar="MODEL", help="package name or pipeline folder")
+    ann.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    ann.add_argument("output_dir", type=Path, metavar="OUTPUT_DIR")
+    ann.add_argument(
+        "--input-format",
+        choices=INPUT_FORMATS,
+        default="auto",
+        help="auto: by extension (.txt, .jsonl, .spacy, each also .gz); bio through the converter",
+    )
+    ann.add_argument("--text-key", default="text", help="JSONL key of the text")
+    ann.add_argument("--id-key", default="id", help="JSONL key of the id")
+    ann.add_argument("--glob", default="*", help="files to take under a directory")
+    ann.add_argument(
+        "--on-error",
+        choices=ON_ERROR,
+        default="error",
+        help="stop at a bad input line, or skip it and list it in the report",
+    )
+    ann.add_argument("--component", default=None, metavar="NAME", help="the NER component to use")
+    ann.add_argument(
+        "--threshold",
+        type=_threshold,
+        default=None,
+        metavar="T",
+        help="leave out entities scored below T (default: keep all)",
+    )
+    ann.add_argument("--output-format", choices=("jsonl", "docbin"), default="jsonl")
+    ann.add_argument(
+        "--shard-size", type=_positive, default=10000, metavar="N", help="documents per shard"
+    )
+    ann.add_argument("--engine", choices=("local", "ray"), default="local")
+    ann.add_argument("--n-process", type=_positive, default=1, metavar="N")
+    ann.add_argument("--batch-size", type=_positive, default=256, metavar="N")
+    ann.add_argument("--gpu-id", type=int, default=-1)
+    ann.add_argument("--n-workers", type=_positive, default=1, metavar="N", help="Ray actors")
+    ann.add_argument(
+        "--ray-address", default=None, help="join this Ray cluster (default: start a local one)"
+    )
+    ann.add_argument(
+        "--ray-num-cpus", type=_positive, default=None, metavar="N", help="CPUs of a local Ray"
+    )
+    ann.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="remove what an earlier run wrote into OUTPUT_DIR and start over",
+    )
+    ann.add_argument("--quiet", action="store_true", help="print no report")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -188,6 +258,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "evaluate": _evaluate,
         "visualize": _visualize,
         "calibrate": _calibrate,
+        "annotate": _annotate,
     }
     command = commands[args.command]
     try:
@@ -434,3 +505,69 @@ def _calibrate_target(model: str, output: Optional[Path]) -> Path:
             "name a new or empty folder"
         )
     return output
+
+
+def _annotate(args: argparse.Namespace) -> int:
+    from .annotate import Settings, annotate, format_report
+    from .inputs import InputOptions
+
+    bar = _annotate_bar()
+    try:
+        report = annotate(
+            args.model,
+            args.inputs,
+            args.output_dir,
+            engine=args.engine,
+            input_options=InputOptions(
+                input_format=args.input_format,
+                text_key=args.text_key,
+                id_key=args.id_key,
+                glob=args.glob,
+                on_error=args.on_error,
+            ),
+            settings=Settings(
+                shard_size=args.shard_size,
+                threshold=args.threshold,
+                output_format=args.output_format,
+            ),
+            component=args.component,
+            n_process=args.n_process,
+            batch_size=args.batch_size,
+            gpu_id=args.gpu_id,
+            n_workers=args.n_workers,
+            ray_address=args.ray_address,
+            ray_num_cpus=args.ray_num_cpus,
+            overwrite=args.overwrite,
+            on_progress=bar.update if bar is not None else None,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    if not args.quiet:
+        print(format_report(report, args.output_dir))
+    return 0
+
+
+class _WordsBar:
+    """A progress bar of documents that shows words per second beside them."""
+
+    def __init__(self) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(unit="doc", desc="annotating", leave=False, mininterval=0.5)
+        self.words = 0
+        self.start = time.perf_counter()
+
+    def update(self, docs: int, words: int) -> None:
+        self.words += words
+        self.bar.update(docs)
+        if self.bar.n % 1000 == 0:
+            elapsed = max(time.perf_counter() - self.start, 1e-9)
+            self.bar.set_postfix_str(f"{self.words / elapsed:,.0f} words/s", refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _annotate_bar() -> Optional[_WordsBar]:
+    return _WordsBar() if sys.stderr.isatty() else None

@@ -1,0 +1,300 @@
+"""Read the documents to annotate: text lines, JSONL objects, DocBin files and BIO corpora.
+
+Every document gets an id that says where it came from (`FILE:LINE` for a line,
+`FILE#N` for the Nth Doc of a DocBin file) unless the input names it. Gzipped files
+(`.gz`) read the same as plain ones. A line that cannot be read raises `BIOError`
+(`FILE:LINE: what is wrong`), or with `on_error="skip"` is passed to a callback and
+left out; nothing is dropped without being counted.
+"""
+
+import gzip
+import json
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple, cast
+
+from .bio import IOB_B, IOB_I, BIOError, PathLike, group_sentences, iter_files, read_sentences
+
+INPUT_FORMATS = ("auto", "txt", "jsonl", "spacy", "bio")
+ON_ERROR = ("error", "skip")
+_BY_SUFFIX = {".txt": "txt", ".jsonl": "jsonl", ".spacy": "spacy"}
+
+
+@dataclass(frozen=True)
+class InputOptions:
+    """How to read the inputs.
+
+    input_format (str): "auto" (by extension), "txt", "jsonl", "spacy" or "bio".
+    text_key (str): The JSONL key holding the text.
+    id_key (str): The JSONL key holding the id.
+    glob (str): Which files to take under a directory.
+    on_error (str): "error" stops at the first bad line, "skip" leaves it out and reports it.
+    """
+
+    input_format: str = "auto"
+    text_key: str = "text"
+    id_key: str = "id"
+    glob: str = "*"
+    on_error: str = "error"
+
+    def to_dict(self) -> Dict[str, str]:
+        """RETURNS (Dict[str, str]): The options, for the manifest."""
+        return {
+            "input_format": self.input_format,
+            "text_key": self.text_key,
+            "id_key": self.id_key,
+            "glob": self.glob,
+            "on_error": self.on_error,
+        }
+
+
+@dataclass
+class Document:
+    """One document to annotate.
+
+    id (Any): Its id: `FILE:LINE`, `FILE#N`, or the JSONL object's own.
+    text (str): Its text.
+    meta (Dict[str, Any]): The JSONL object's other keys.
+    gold_spans (Optional[List[Dict[str, Any]]]): A BIO document's own entities, as
+        `{"start", "end", "label"}` character offsets into `text`.
+    given_id (bool): Whether the input named the document (else its id is where it is,
+        and cannot repeat).
+    """
+
+    id: Any
+    text: str
+    meta: Dict[str, Any] = field(default_factory=dict)
+    gold_spans: Optional[List[Dict[str, Any]]] = None
+    given_id: bool = False
+
+
+def input_format(path: Path, chosen: str) -> str:
+    """Decide how to read a file.
+
+    path (Path): The file.
+    chosen (str): The format asked for, or "auto" to go by the extension (after `.gz`).
+    RETURNS (str): "txt", "jsonl", "spacy" or "bio".
+    """
+    if chosen != "auto":
+        return chosen
+    suffixes = path.suffixes
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    fmt = _BY_SUFFIX.get(suffixes[-1] if suffixes else "")
+    if fmt is None:
+        raise BIOError(
+            path, 0, "unknown input format: name it .txt, .jsonl or .spacy, or use --input-format"
+        )
+    return fmt
+
+
+def list_inputs(inputs: Sequence[PathLike], options: InputOptions) -> List[Tuple[Path, str]]:
+    """List the files to read, each with its format, checking every one exists.
+
+    inputs (Sequence[PathLike]): Files and directories.
+    options (InputOptions): How to read them.
+    RETURNS (List[Tuple[Path, str]]): The files and their formats, in reading order.
+    """
+    _check(options)
+    return [(p, input_format(p, options.input_format)) for p, _ in iter_files(inputs, options.glob)]
+
+
+def iter_documents(
+    files: Sequence[Tuple[Path, str]],
+    options: InputOptions,
+    on_skip: Optional[Callable[[str], None]] = None,
+) -> Iterator[Document]:
+    """Stream the documents of the inputs, in order.
+
+    files (Sequence[Tuple[Path, str]]): What `list_inputs` returned.
+    options (InputOptions): How to read them.
+    on_skip (Optional[Callable[[str], None]]): Called with `FILE:LINE: what is wrong` for
+        each line left out under `on_error="skip"`.
+    YIELDS (Document): The documents.
+    """
+    skip = on_skip if on_skip is not None else (lambda _: None)
+    for path, fmt in files:
+        if fmt == "txt":
+            yield from _read_txt(path, options.on_error, skip)
+        elif fmt == "jsonl":
+            yield from _read_jsonl(path, options, skip)
+        elif fmt == "spacy":
+            yield from _read_docbin(path)
+        else:
+            yield from _read_bio(path)
+
+
+def _check(options: InputOptions) -> None:
+    if options.input_format not in INPUT_FORMATS:
+        raise ValueError(
+            f"--input-format must be one of {', '.join(INPUT_FORMATS)}, "
+            f"not {options.input_format!r}"
+        )
+    if options.on_error not in ON_ERROR:
+        raise ValueError(
+            f"--on-error must be one of {', '.join(ON_ERROR)}, not {options.on_error!r}"
+        )
+
+
+def _open(path: Path) -> IO[bytes]:
+    try:
+        if path.suffix == ".gz":
+            return cast(IO[bytes], gzip.open(path, "rb"))
+        return path.open("rb")
+    except OSError as err:
+        raise BIOError(path, 0, f"cannot be read ({err.strerror})") from None
+
+
+def _lines(path: Path) -> Iterator[Tuple[int, bytes]]:
+    with _open(path) as fh:
+        try:
+            yield from enumerate(fh, 1)
+        except (OSError, EOFError) as err:
+            # A truncated or corrupt .gz only shows itself while reading.
+            raise BIOError(path, 0, f"cannot be read ({err})") from None
+
+
+def _decode(raw: bytes, lineno: int) -> str:
+    """Decode one line; raises UnicodeDecodeError for bytes that are not UTF-8."""
+    text = raw.decode("utf-8")
+    if lineno == 1 and text.startswith("\ufeff"):
+        text = text[1:]
+    return text.rstrip("\r\n")
+
+
+def _utf8_problem(raw: bytes, err: UnicodeDecodeError) -> str:
+    return f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})"
+
+
+def _read_txt(path: Path, on_error: str, skip: Callable[[str], None]) -> Iterator[Document]:
+    for lineno, raw in _lines(path):
+        try:
+            text = _decode(raw, lineno)
+        except UnicodeDecodeError as err:
+            problem = BIOError(path, lineno, _utf8_problem(raw, err))
+            if on_error == "error":
+                raise problem from None
+            skip(str(problem))
+            continue
+        yield Document(f"{path}:{lineno}", text)
+
+
+def _read_jsonl(
+    path: Path, options: InputOptions, skip: Callable[[str], None]
+) -> Iterator[Document]:
+    for lineno, raw in _lines(path):
+        if not raw.strip():
+            continue  # a blank line holds no object: there is nothing to lose
+        try:
+            doc = _parse_object(raw, lineno, f"{path}:{lineno}", options)
+        except ValueError as err:
+            problem = BIOError(path, lineno, str(err))
+            if options.on_error == "error":
+                raise problem from None
+            skip(str(problem))
+            continue
+        yield doc
+
+
+def _parse_object(raw: bytes, lineno: int, where: str, options: InputOptions) -> Document:
+    """Read one JSONL line; raises ValueError saying what is wrong with it."""
+    try:
+        line = _decode(raw, lineno)
+    except UnicodeDecodeError as err:
+        raise ValueError(_utf8_problem(raw, err)) from None
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"not JSON ({err.msg} at column {err.colno})") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"not a JSON object but {type(obj).__name__}")
+    if options.text_key not in obj:
+        raise ValueError(f"no {options.text_key!r} key (--text-key)")
+    text = obj.pop(options.text_key)
+    if not isinstance(text, str):
+        raise ValueError(f"{options.text_key!r} is {type(text).__name__}, not a string")
+    doc_id = obj.pop(options.id_key, None)
+    if doc_id is None:
+        return Document(where, text, obj)
+    return Document(doc_id, text, obj, given_id=True)
+
+
+def _read_docbin(path: Path) -> Iterator[Document]:
+    from spacy.tokens import DocBin
+    from spacy.vocab import Vocab
+
+    with _open(path) as fh:
+        try:
+            data = fh.read()
+        except (OSError, EOFError) as err:
+            raise BIOError(path, 0, f"cannot be read ({err})") from None
+    try:
+        docbin = DocBin().from_bytes(data)
+    except Exception as err:  # zlib, msgpack and spaCy each raise their own kind
+        raise BIOError(path, 0, f"not a DocBin file ({err})") from None
+    for i, doc in enumerate(docbin.get_docs(Vocab())):
+        yield Document(f"{path}#{i}", doc.text)
+
+
+def _read_bio(path: Path) -> Iterator[Document]:
+    """Read a BIO file through the converter: one document per sentence, with its
+    reconstructed text and its entities as gold spans."""
+    lines: Deque[int] = deque()
+
+    def track(sentences: Iterator[Any]) -> Iterator[Any]:
+        for sent in sentences:
+            lines.append(sent.line)
+            yield sent
+
+    for rec in group_sentences(track(read_sentences(path)), 1, path.name, False):
+        line = lines.popleft()
+        for _ in range(rec.n_sents - 1):
+            lines.popleft()
+        text, starts = _join(rec.words, rec.spaces)
+        meta = {"doc": rec.key} if rec.key else {}
+        gold = _gold_spans(rec.iob, rec.labels, rec.words, starts)
+        yield Document(f"{path}:{line}", text, meta, gold)
+
+
+def _join(words: Sequence[str], spaces: Sequence[bool]) -> Tuple[str, List[int]]:
+    starts = []
+    parts = []
+    pos = 0
+    for word, space in zip(words, spaces):
+        starts.append(pos)
+        parts.append(word + " " if space else word)
+        pos += len(word) + (1 if space else 0)
+    return "".join(parts), starts
+
+
+def _gold_spans(
+    iob: Sequence[int], labels: Sequence[str], words: Sequence[str], starts: Sequence[int]
+) -> List[Dict[str, Any]]:
+    spans: List[Dict[str, Any]] = []
+    for i, code in enumerate(iob):
+        if code == IOB_B:
+            spans.append({"start": starts[i], "end": starts[i] + len(words[i]), "label": labels[i]})
+        elif code == IOB_I and spans:
+            spans[-1]["end"] = starts[i] + len(words[i])
+    return spans
+
+
+def describe_inputs(files: Sequence[Tuple[Path, str]]) -> List[Dict[str, Any]]:
+    """Fingerprint the inputs so a rerun can tell they are the same.
+
+    files (Sequence[Tuple[Path, str]]): What `list_inputs` returned.
+    RETURNS (List[Dict[str, Any]]): Path, format, size and modification time of each.
+    """
+    out = []
+    for path, fmt in files:
+        st = path.stat()
+        out.append(
+            {
+                "path": str(path.resolve()),
+                "format": fmt,
+                "size": st.st_size,
+                "mtime_ns": st.st_mtime_ns,
+            }
+        )
+    return out

@@ -1,0 +1,534 @@
+import fcntl
+import gzip
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Dict, List, Optional, Tuple
+
+import pytest
+import spacy
+from conftest import run_cli, write
+from spacy.language import Language
+from spacy.tokens import DocBin
+from spacy.training import Example
+from thinc.api import fix_random_seed
+
+from spacy_ntk_ner.annotate import Settings, annotate
+from spacy_ntk_ner.bio import BIOError, space_after
+from spacy_ntk_ner.inputs import InputOptions
+from spacy_ntk_ner.ray_engine import check_nodes
+
+TRAIN = [
+    ("I like London and Berlin .", [(7, 13, "LOC"), (18, 24, "LOC")]),
+    ("Guido van Rossum wrote Python .", [(0, 16, "PER"), (23, 29, "LANG")]),
+    ("Python runs on Linux", [(0, 6, "LANG"), (15, 20, "OS")]),
+    ("Berlin is big", [(0, 6, "LOC")]),
+]
+# Empty and whitespace-only documents among the others, and a repeated text.
+TEXTS = [
+    "I like London and Berlin .",
+    "",
+    "Python runs on Linux",
+    "   ",
+    "Guido van Rossum wrote Python .",
+    "Berlin is big",
+    "Linux and Python and London",
+    "I like London and Berlin .",
+]
+
+
+def _train(components: Dict[str, Dict[str, Any]], steps: int = 25) -> Language:
+    fix_random_seed(0)
+    nlp = spacy.blank("en")
+    for name, config in components.items():
+        factory = config.pop("factory", "ntk_ner")
+        nlp.add_pipe(factory, name=name, config=config)
+    examples = [Example.from_dict(nlp.make_doc(t), {"entities": e}) for t, e in TRAIN]
+    optimizer = nlp.initialize(lambda: examples)
+    for _ in range(steps):
+        nlp.update(examples, sgd=optimizer)
+    return nlp
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three small pipelines: one ntk_ner, two ntk_ners, and spaCy's own ner."""
+    folder = tmp_path_factory.mktemp("models")
+    _train({"ntk_ner": {}}).to_disk(folder / "ntk")
+    _train({"a": {"spans_key": "a"}, "b": {"spans_key": "b"}}, steps=5).to_disk(folder / "two")
+    _train({"ner": {"factory": "ner"}}, steps=10).to_disk(folder / "ner")
+    return folder
+
+
+def expected(model: Path, texts: List[str], key: Optional[str] = "ntk_ner") -> List[List[Tuple]]:
+    """Spans and scores straight from the pipeline, one text at a time."""
+    nlp = spacy.load(model)
+    out = []
+    for text in texts:
+        doc = nlp(text)
+        if key is None:
+            pairs: List[Any] = [(e, None) for e in doc.ents]
+        else:
+            pairs = list(zip(doc.spans[key], doc.spans[key].attrs["scores"]))
+        out.append(
+            [(s.start_char, s.end_char, s.start, s.end - 1, s.label_, sc) for s, sc in pairs]
+        )
+    return out
+
+
+def lines(out: Path) -> List[Dict[str, Any]]:
+    return [
+        json.loads(line)
+        for shard in sorted(out.glob("shard-*.jsonl"))
+        for line in shard.read_text("utf8").splitlines()
+    ]
+
+
+def spans_of(line: Dict[str, Any]) -> List[Tuple]:
+    return [
+        (s["start"], s["end"], s["token_start"], s["token_end"], s["label"], s["score"])
+        for s in line["spans"]
+    ]
+
+
+def close(a: List[List[Tuple]], b: List[List[Tuple]]) -> bool:
+    if [[s[:5] for s in d] for d in a] != [[s[:5] for s in d] for d in b]:
+        return False
+    pairs = [(x[5], y[5]) for da, db in zip(a, b) for x, y in zip(da, db)]
+    return all((x is None and y is None) or abs(x - y) <= 1e-6 for x, y in pairs)
+
+
+def bio_text(texts: List[str]) -> str:
+    """WikiSER-style BIO of the non-blank texts, all tagged O except `Python`."""
+    blocks = []
+    for text in texts:
+        if text.strip():
+            rows = [f"{w}\t{'B-LANG' if w == 'Python' else 'O'}" for w in text.split()]
+            blocks.append("<s>\n" + "\n".join(rows) + "\n</s>\n")
+    return "".join(blocks)
+
+
+def make_input(folder: Path, fmt: str, texts: List[str]) -> Path:
+    gz = fmt.endswith(".gz")
+    base = fmt[:-3] if gz else fmt
+    if base == "txt":
+        data = "".join(t + "\n" for t in texts).encode()
+    elif base == "jsonl":
+        data = "".join(json.dumps({"text": t}) + "\n" for t in texts).encode()
+    elif base == "spacy":
+        nlp = spacy.blank("en")
+        data = DocBin(docs=[nlp.make_doc(t) for t in texts]).to_bytes()
+    else:
+        data = bio_text(texts).encode()
+    path = folder / f"in.{fmt}"
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
+
+
+@pytest.mark.parametrize(
+    "fmt", ["txt", "txt.gz", "jsonl", "jsonl.gz", "spacy", "spacy.gz", "bio", "bio.gz"]
+)
+def test_every_input_format(models: Path, tmp_path: Path, fmt: str) -> None:
+    path = make_input(tmp_path, fmt, TEXTS)
+    options = InputOptions(input_format="bio" if fmt.startswith("bio") else "auto")
+    report = annotate(str(models / "ntk"), [path], tmp_path / "out", input_options=options)
+    got = lines(tmp_path / "out")
+    if fmt.startswith("bio"):
+        # The converter's text: spaces reconstructed (no space before the final ".").
+        words = [t.split() for t in TEXTS if t.strip()]
+        texts = [
+            "".join(w + " " * s for w, s in zip(ws, space_after(ws)[:-1] + [False])) for ws in words
+        ]
+        # Each sentence's id is the line of its first token: <s> lines come between.
+        starts, line = [], 1
+        for ws in words:
+            starts.append(line + 1)
+            line += len(ws) + 2
+        ids = [f"{path}:{n}" for n in starts]
+    elif fmt.startswith("spacy"):
+        texts, ids = TEXTS, [f"{path}#{i}" for i in range(len(TEXTS))]
+    else:
+        texts, ids = TEXTS, [f"{path}:{i + 1}" for i in range(len(TEXTS))]
+    assert [g["id"] for g in got] == ids
+    assert [g["text"] for g in got] == texts
+    assert close([spans_of(g) for g in got], expected(models / "ntk", texts))
+    assert report["documents"] == len(texts)
+    if fmt.startswith("bio"):
+        gold = [[(s["start"], s["end"], s["label"]) for s in g["gold_spans"]] for g in got]
+        assert gold == [
+            [(t.index("Python"), t.index("Python") + 6, "LANG")] if "Python" in t else []
+            for t in texts
+        ]
+
+
+def test_jsonl_ids_meta_and_duplicates(models: Path, tmp_path: Path) -> None:
+    rows = [
+        {"body": "Python runs on Linux", "id": "a", "source": "x", "n": 1},
+        {"body": "Berlin is big", "id": None, "source": "y"},  # a null id counts as none
+        {"body": "I like London", "id": "a"},
+        {"body": "", "id": 7},
+    ]
+    path = write(tmp_path, "in.jsonl", "".join(json.dumps(r) + "\n" for r in rows) + "\n")
+    options = InputOptions(text_key="body")
+    report = annotate(str(models / "ntk"), [path], tmp_path / "out", input_options=options)
+    got = lines(tmp_path / "out")
+    assert [g["id"] for g in got] == ["a", f"{path}:2", "a", 7]
+    assert [g["meta"] for g in got] == [{"source": "x", "n": 1}, {"source": "y"}, {}, {}]
+    assert report["duplicate_ids"] == 1
+    assert report["documents"] == 4
+
+
+def test_one_line_per_document_in_order_across_shards(models: Path, tmp_path: Path) -> None:
+    path = make_input(tmp_path, "txt", TEXTS)
+    report = annotate(
+        str(models / "ntk"), [path], tmp_path / "out", settings=Settings(shard_size=3)
+    )
+    shards = sorted((tmp_path / "out").glob("shard-*.jsonl"))
+    assert [s.name for s in shards] == [
+        "shard-00000.jsonl",
+        "shard-00001.jsonl",
+        "shard-00002.jsonl",
+    ]
+    assert [len(s.read_text().splitlines()) for s in shards] == [3, 3, 2]
+    got = lines(tmp_path / "out")
+    assert [g["id"] for g in got] == [f"{path}:{i + 1}" for i in range(len(TEXTS))]
+    assert got[1]["text"] == "" and got[1]["spans"] == []
+    assert report["shards"] == 3
+    assert report["words"] == sum(len(d) for d in spacy.blank("en").pipe(TEXTS))
+    assert sorted(os.listdir(tmp_path / "out")) == [
+        ".annotate.lock",
+        "manifest.json",
+        "report.json",
+        *[s.name for s in shards],
+    ]
+
+
+def test_threshold_drops_low_scores(models: Path, tmp_path: Path) -> None:
+    path = make_input(tmp_path, "txt", TEXTS)
+    annotate(str(models / "ntk"), [path], tmp_path / "all")
+    every = [spans_of(g) for g in lines(tmp_path / "all")]
+    scores = sorted(s[5] for d in every for s in d)
+    t = (scores[len(scores) // 2 - 1] + scores[len(scores) // 2]) / 2  # keeps about half
+    annotate(str(models / "ntk"), [path], tmp_path / "t", settings=Settings(threshold=t))
+    kept = [spans_of(g) for g in lines(tmp_path / "t")]
+    assert kept == [[s for s in d if s[5] >= t] for d in every]
+    assert 0 < sum(map(len, kept)) < sum(map(len, every))
+
+
+def test_docbin_output_keeps_scores_ids_and_meta(models: Path, tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "in.jsonl",
+        "".join(json.dumps({"text": t, "k": i}) + "\n" for i, t in enumerate(TEXTS)),
+    )
+    annotate(str(models / "ntk"), [path], tmp_path / "j")
+    annotate(
+        str(models / "ntk"),
+        [path],
+        tmp_path / "d",
+        settings=Settings(output_format="docbin", shard_size=5),
+    )
+    files = sorted((tmp_path / "d").glob("shard-*.spacy"))
+    assert [f.name for f in files] == ["shard-00000.spacy", "shard-00001.spacy"]
+    vocab = spacy.blank("en").vocab
+    docs = [d for f in files for d in DocBin().from_disk(f).get_docs(vocab)]
+    got = [
+        [
+            (s.start_char, s.end_char, s.start, s.end - 1, s.label_, sc)
+            for s, sc in zip(d.spans["ntk_ner"], d.spans["ntk_ner"].attrs["scores"])
+        ]
+        for d in docs
+    ]
+    assert close(got, [spans_of(g) for g in lines(tmp_path / "j")])
+    assert [d.text for d in docs] == TEXTS
+    assert [d.user_data["id"] for d in docs] == [f"{path}:{i + 1}" for i in range(len(TEXTS))]
+    assert [d.user_data["meta"] for d in docs] == [{"k": i} for i in range(len(TEXTS))]
+
+
+def test_plain_ner_gives_ents_without_scores(models: Path, tmp_path: Path) -> None:
+    path = make_input(tmp_path, "txt", TEXTS)
+    report = annotate(str(models / "ner"), [path], tmp_path / "out")
+    got = [spans_of(g) for g in lines(tmp_path / "out")]
+    assert got == expected(models / "ner", TEXTS, key=None)
+    assert any(got) and all(s[5] is None for d in got for s in d)
+    assert all(v is None for v in report["mean_score"].values())
+
+
+def test_several_ntk_ner_need_component(models: Path, tmp_path: Path) -> None:
+    path = make_input(tmp_path, "txt", TEXTS)
+    with pytest.raises(
+        ValueError, match=r"2 ntk_ner components \(a, b\): pick one with --component"
+    ):
+        annotate(str(models / "two"), [path], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    annotate(str(models / "two"), [path], tmp_path / "out", component="b")
+    assert close(
+        [spans_of(g) for g in lines(tmp_path / "out")], expected(models / "two", TEXTS, "b")
+    )
+    with pytest.raises(ValueError, match="no component 'c'"):
+        annotate(str(models / "two"), [path], tmp_path / "out2", component="c")
+
+
+BAD_LINES = [
+    (b'{"text": "fine"}\n{"text": "Python"\n', "2: not JSON"),
+    (b'{"text": "fine"}\n{"body": "x"}\n', "2: no 'text' key (--text-key)"),
+    (b'{"text": "fine"}\n{"text": 3}\n', "2: 'text' is int, not a string"),
+    (b'{"text": "fine"}\n["text"]\n', "2: not a JSON object but list"),
+    (b'{"text": "fine"}\n{"text": "caf\xe9"}\n', "2: not valid UTF-8 (byte 0xe9 at column 14)"),
+]
+
+
+@pytest.mark.parametrize("data,message", BAD_LINES)
+def test_bad_jsonl_lines_stop_or_are_skipped(
+    models: Path, tmp_path: Path, data: bytes, message: str
+) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(data + b'{"text": "Berlin is big"}\n')
+    model = str(models / "ntk")
+    with pytest.raises(BIOError) as err:
+        annotate(model, [path], tmp_path / "out")
+    assert str(err.value).startswith(f"{path}:{message}")
+    assert not (tmp_path / "out").exists()
+    report = annotate(model, [path], tmp_path / "out2", input_options=InputOptions(on_error="skip"))
+    assert [s.split(":")[:2] for s in report["skipped_lines"]] == [[str(path), "2"]]
+    assert report["documents"] == 2
+    assert [g["text"] for g in lines(tmp_path / "out2")] == ["fine", "Berlin is big"]
+
+
+def test_cli_bad_line_is_one_line_and_exit_1(models: Path, tmp_path: Path) -> None:
+    data, message = BAD_LINES[0]
+    (tmp_path / "in.jsonl").write_bytes(data)
+    model = str(models / "ntk")
+    res = run_cli(["annotate", model, "in.jsonl", "out"], tmp_path)
+    assert res.returncode == 1
+    assert res.stderr.startswith(f"error: in.jsonl:{message}"), res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    res = run_cli(["annotate", model, "in.jsonl", "out2", "--on-error", "skip"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "Skipped 1 bad line(s):\n  in.jsonl:2: not JSON" in res.stdout
+
+
+def test_interrupted_run_resumes_only_missing_shards(models: Path, tmp_path: Path) -> None:
+    path = make_input(tmp_path, "txt", TEXTS * 2)
+    model = str(models / "ntk")
+    settings = Settings(shard_size=4)
+    annotate(model, [path], tmp_path / "clean", settings=settings)
+    seen = []
+
+    def interrupt(docs: int, words: int) -> None:
+        seen.append(docs)
+        if len(seen) == 10:  # inside the third of four shards
+            raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        annotate(model, [path], out, settings=settings, on_progress=interrupt)
+    assert sorted(p.name for p in out.glob("*shard*")) == ["shard-00000.jsonl", "shard-00001.jsonl"]
+    first = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*")}
+    # A run killed outright leaves its temporary file; the rerun removes it.
+    (out / ".shard-00002.jsonl.tmp").write_text('{"half": ')
+    time.sleep(0.01)
+    report = annotate(model, [path], out, settings=settings)
+    assert report["shards_written_now"] == 2 and report["shards"] == 4
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("shard-0000[01].jsonl")} == first
+    for name in (
+        "shard-00000.jsonl",
+        "shard-00001.jsonl",
+        "shard-00002.jsonl",
+        "shard-00003.jsonl",
+    ):
+        assert (out / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()
+    assert not list(out.glob(".*.tmp"))
+    clean = json.loads((tmp_path / "clean" / "report.json").read_text())
+    for key in ("documents", "words", "entities", "mean_score"):
+        assert report[key] == clean[key]
+    again = annotate(model, [path], out, settings=settings)
+    assert again["shards_written_now"] == 0 and again["words"] == clean["words"]
+
+
+def test_rerun_with_other_model_inputs_or_settings_is_refused(models: Path, tmp_path: Path) -> None:
+    path = make_input(tmp_path, "txt", TEXTS)
+    out = tmp_path / "out"
+    annotate(str(models / "ntk"), [path], out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(ValueError, match="another model"):
+        annotate(str(models / "ner"), [path], out)
+    with pytest.raises(ValueError, match=r"other settings \(threshold None -> 0.5\)"):
+        annotate(str(models / "ntk"), [path], out, settings=Settings(threshold=0.5))
+    (tmp_path / "b").mkdir()
+    other = make_input(tmp_path / "b", "txt", TEXTS[:3])
+    with pytest.raises(ValueError, match="other inputs"):
+        annotate(str(models / "ntk"), [other], out)
+    path.write_text("changed\n")
+    with pytest.raises(ValueError, match="other inputs"):
+        annotate(str(models / "ntk"), [path], out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    report = annotate(str(models / "ntk"), [path], out, overwrite=True)
+    assert report["documents"] == 1 and [g["text"] for g in lines(out)] == ["changed"]
+
+
+def test_foreign_files_are_refused_and_never_removed(models: Path, tmp_path: Path) -> None:
+    path = make_input(tmp_path, "txt", TEXTS)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"holds files this command did not write \(notes.txt\)"):
+        annotate(str(models / "ntk"), [path], out)
+    assert sorted(os.listdir(out)) == ["notes.txt"]
+    (out / "notes.txt").unlink()
+    annotate(str(models / "ntk"), [path], out, settings=Settings(shard_size=3))
+    (out / "notes.txt").write_text("mine")
+    before = sorted(os.listdir(out))
+    with pytest.raises(ValueError, match="did not write"):
+        annotate(str(models / "ntk"), [path], out, settings=Settings(shard_size=3), overwrite=True)
+    assert sorted(os.listdir(out)) == before
+    (out / "manifest.json").write_text('{"something": "else"}')
+    (out / "notes.txt").unlink()
+    with pytest.raises(ValueError, match="not a manifest written by this command"):
+        annotate(str(models / "ntk"), [path], out, overwrite=True)
+
+
+def test_overwrite_removes_only_its_own_files(models: Path, tmp_path: Path) -> None:
+    path = make_input(tmp_path, "txt", TEXTS)
+    out = tmp_path / "out"
+    annotate(str(models / "ntk"), [path], out, settings=Settings(shard_size=3))
+    assert len(list(out.glob("shard-*"))) == 3
+    annotate(str(models / "ntk"), [path], out, settings=Settings(shard_size=5), overwrite=True)
+    assert sorted(p.name for p in out.glob("shard-*")) == ["shard-00000.jsonl", "shard-00001.jsonl"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(manifest["shards"]) == ["shard-00000.jsonl", "shard-00001.jsonl"]
+
+
+def test_a_concurrent_run_is_refused(models: Path, tmp_path: Path) -> None:
+    path = make_input(tmp_path, "txt", TEXTS)
+    out = tmp_path / "out"
+    out.mkdir()
+    with (out / ".annotate.lock").open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ValueError, match="another annotate run is writing here"):
+            annotate(str(models / "ntk"), [path], out)
+        assert not (out / "manifest.json").exists()
+    # The lock file outlives its holder without blocking anyone.
+    assert annotate(str(models / "ntk"), [path], out)["documents"] == len(TEXTS)
+
+
+def test_two_processes_equal_one(models: Path, tmp_path: Path) -> None:
+    path = make_input(tmp_path, "txt", TEXTS * 3)
+    annotate(str(models / "ntk"), [path], tmp_path / "one", batch_size=4)
+    annotate(str(models / "ntk"), [path], tmp_path / "two", n_process=2, batch_size=4)
+    one, two = lines(tmp_path / "one"), lines(tmp_path / "two")
+    assert [g["id"] for g in one] == [g["id"] for g in two]
+    assert close([spans_of(g) for g in one], [spans_of(g) for g in two])
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--gpu-id", "0", "--n-process", "2"], "--gpu-id runs one process"),
+        (["--n-workers", "2"], "--n-workers is for --engine ray"),
+        (["--threshold", "1.5"], "must be between 0 and 1"),
+    ],
+)
+def test_cli_refuses_bad_settings(
+    models: Path, tmp_path: Path, args: List[str], message: str
+) -> None:
+    make_input(tmp_path, "txt", TEXTS)
+    res = run_cli(["annotate", str(models / "ntk"), "in.txt", "out", *args], tmp_path)
+    assert res.returncode in (1, 2)
+    assert message in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_prints_the_report(models: Path, tmp_path: Path) -> None:
+    make_input(tmp_path, "txt", TEXTS)
+    res = run_cli(["annotate", str(models / "ntk"), "in.txt", "out"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert f"Annotated {len(TEXTS)} document(s), {report['words']} words" in res.stdout
+    for label, n in report["entities"].items():
+        assert f"  {label}  {n}  {report['mean_score'][label]:.3f}" in res.stdout
+
+
+@pytest.mark.slow
+def test_ray_equals_one_process(models: Path, tmp_path: Path) -> None:
+    pytest.importorskip("ray.data")
+    make_input(tmp_path, "txt", TEXTS * 5)
+    model = str(models / "ntk")
+    res = run_cli(["annotate", model, "in.txt", "one", "--shard-size", "16"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    res = run_cli(
+        [
+            "annotate",
+            model,
+            "in.txt",
+            "ray",
+            "--shard-size",
+            "16",
+            "--batch-size",
+            "8",
+            "--engine",
+            "ray",
+            "--n-workers",
+            "2",
+            "--ray-num-cpus",
+            "2",
+        ],
+        tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    one, ray = lines(tmp_path / "one"), lines(tmp_path / "ray")
+    assert len(one) == len(TEXTS) * 5
+    assert [(g["id"], g["text"]) for g in one] == [(g["id"], g["text"]) for g in ray]
+    assert close([spans_of(g) for g in one], [spans_of(g) for g in ray])
+    assert sorted(p.name for p in (tmp_path / "ray").glob("shard-*")) == [
+        f"shard-{i:05d}.jsonl" for i in range(3)
+    ]
+
+
+N1, N2 = "1" * 56, "2" * 56  # node ids as Ray writes them: 28 bytes in hex
+
+
+class _FakeRay:
+    """Two nodes; the second sees the model folder at `other` instead."""
+
+    def __init__(self, model: str, other: str) -> None:
+        self.seen_as = {N1: model, N2: other}
+
+    def nodes(self) -> List[Dict[str, Any]]:
+        return [
+            {"Alive": True, "NodeID": N1, "NodeManagerAddress": "10.0.0.1"},
+            {"Alive": True, "NodeID": N2, "NodeManagerAddress": "10.0.0.2"},
+        ]
+
+    def remote(self, **_: Any) -> Any:
+        fake = self
+
+        class Remote:
+            def __init__(self, fn: Any) -> None:
+                self.fn = fn
+
+            def options(self, scheduling_strategy: Any) -> Any:
+                node = scheduling_strategy.node_id
+                return SimpleNamespace(remote=lambda _model: self.fn(fake.seen_as[node]))
+
+        return Remote
+
+    def get(self, refs: List[Any]) -> List[Any]:
+        return refs
+
+
+def test_ray_nodes_must_see_the_same_model(models: Path, tmp_path: Path) -> None:
+    pytest.importorskip("ray.util.scheduling_strategies")
+    model = str(models / "ntk")
+    check_nodes(_FakeRay(model, model), model)  # the same folder everywhere
+    copy = tmp_path / "copy"
+    shutil.copytree(models / "ntk", copy)
+    check_nodes(_FakeRay(model, str(copy)), model)  # the same files on other storage
+    (copy / "ntk_ner" / "model").write_bytes(b"other weights")
+    with pytest.raises(ValueError, match=r"Ray node 10.0.0.2: the model .* is missing or differs"):
+        check_nodes(_FakeRay(model, str(copy)), model)
+    with pytest.raises(ValueError, match="Ray node 10.0.0.2"):
+        check_nodes(_FakeRay(model, str(tmp_path / "nowhere")), model)
