@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The CPU build of torch that lies on these machines' disk; a bare `torch` pulls CUDA (GBs).
 TORCH ?= torch==2.13.0
 
-.PHONY: run test lint venv install clean
+.PHONY: run test test-fast lint venv install clean
 
 venv: $(VENV)/.installed
 
@@ -32,5 +32,9 @@ lint: venv
 test: install lint
 	NTK_NER_TEST_INSTALLED=1 $(BIN)/pytest tests -q
 
+# While developing: everything but the tests marked slow (training runs, wheel builds).
+test-fast: install lint
+	NTK_NER_TEST_INSTALLED=1 $(BIN)/pytest tests -q -m "not slow"
+
 clean:
-	rm -rf $(VENV) build *.egg-info corpus training metrics packages visualize
+	rm -rf $(VENV) build *.egg-info corpus training metrics packages visualize project.lock

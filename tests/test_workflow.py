@@ -29,8 +29,8 @@ def load_script(name: str) -> ModuleType:
     return module
 
 
-def run(cmd: List[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+def run(cmd: List[str], cwd: Path, **extra_env: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", **extra_env)
     res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=1200)
     assert res.returncode == 0, f"{' '.join(cmd)}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
     return res
@@ -86,6 +86,7 @@ def test_project_yml_is_valid() -> None:
     assert assets["assets/wikiser/dev.txt"]["checksum"] == "fd756683b6a03f7e883e237a250ba857"
 
 
+@pytest.mark.slow
 def test_transformer_pipeline_end_to_end_on_cpu(corpus: Path, tmp_path: Path) -> None:
     """configs/trf.cfg with a tiny random BERT: train, save, spacy.load, predict."""
     make_random_encoder = load_script("make_encoder").make_random_encoder
@@ -144,6 +145,7 @@ def test_transformer_pipeline_end_to_end_on_cpu(corpus: Path, tmp_path: Path) ->
     assert nlp.get_pipe("ntk_ner").cfg["k"] == 2
 
 
+@pytest.mark.slow
 def test_packaged_wheel_installs_and_loads_by_name(corpus: Path, tmp_path: Path) -> None:
     """`spacy package` records spacy-ntk-ner as a requirement; the wheel installs into
     a fresh virtual environment and loads by name in a script that never imports us."""
@@ -189,6 +191,9 @@ def test_packaged_wheel_installs_and_loads_by_name(corpus: Path, tmp_path: Path)
     )
     meta = json.loads((packages / "en_ntk_tiny-0.0.1" / "meta.json").read_text())
     assert any(r.startswith("spacy-ntk-ner>=") for r in meta["requirements"])
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    result = tmp_path / "metrics" / "install-check.json"
     res = run(
         [
             sys.executable,
@@ -201,10 +206,40 @@ def test_packaged_wheel_installs_and_loads_by_name(corpus: Path, tmp_path: Path)
             "torch==2.13.0",
             "--text",
             "Python runs on Linux .",
+            "--output",
+            str(result),
         ],
         tmp_path,
+        TMPDIR=str(scratch),
     )
     assert "spacy.load('en_ntk_tiny') in a fresh environment: pipeline ['ntk_ner']" in res.stdout
     assert "spacy-ntk-ner>=0.1.0,<0.2.0" in res.stdout
+    # The wheels and constraints went into a temporary folder that is gone now.
+    assert list(scratch.iterdir()) == []
+    recorded = json.loads(result.read_text())
+    assert recorded["pipeline"] == ["ntk_ner"] and recorded["name"] == "en_ntk_tiny"
     site = list((tmp_path / "venv" / "lib").glob("python*/site-packages/spacy_ntk_ner"))
     assert site, "spacy-ntk-ner was not installed into the fresh environment"
+
+
+def test_run_logged_keeps_chatter_in_the_log(tmp_path: Path) -> None:
+    """The package step's output goes to a log; on failure its end is shown and the
+    log named, with the command's exit status."""
+    script = str(REPO / "scripts" / "run_logged.py")
+    log = tmp_path / "logs" / "ok.log"
+    ok = subprocess.run(
+        [sys.executable, script, str(log), "--", "python", "-c", "print('chatter ' * 3)"],
+        capture_output=True,
+        text=True,
+    )
+    assert ok.returncode == 0
+    assert "chatter" not in ok.stdout and "chatter" in log.read_text()
+    bad_log = tmp_path / "bad.log"
+    code = "import sys; print('line one'); sys.exit(3)"
+    bad = subprocess.run(
+        [sys.executable, script, str(bad_log), "--", "python", "-c", code],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 3
+    assert "line one" in bad.stderr and f"full log: {bad_log}" in bad.stderr
