@@ -228,12 +228,12 @@ def test_run_logged_keeps_chatter_in_the_log(tmp_path: Path) -> None:
     script = str(REPO / "scripts" / "run_logged.py")
     log = tmp_path / "logs" / "ok.log"
     ok = subprocess.run(
-        [sys.executable, script, str(log), "--", "python", "-c", "print('chatter ' * 3)"],
+        [sys.executable, script, str(log), "--", "python", "-c", "print('setuptools-noise ' * 3)"],
         capture_output=True,
         text=True,
     )
     assert ok.returncode == 0
-    assert "chatter" not in ok.stdout and "chatter" in log.read_text()
+    assert "setuptools-noise" not in ok.stdout and "setuptools-noise" in log.read_text()
     bad_log = tmp_path / "bad.log"
     code = "import sys; print('line one'); sys.exit(3)"
     bad = subprocess.run(
