@@ -28,8 +28,6 @@ from typing import (
     Tuple,
 )
 
-import numpy
-
 from .atomic import TMP_PREFIX, FolderLock, deferred_sigint
 from .bio import (
     IOB_B,
@@ -41,7 +39,7 @@ from .bio import (
     iter_files,
     read_sentences,
 )
-from .docbin import DocBinWriter
+from .docbin import ATTRS, DocBinWriter, token_columns
 
 # How many example locations the report keeps for each kind of repair.
 N_EXAMPLES = 5
@@ -254,16 +252,16 @@ def record_to_doc(rec: DocRecord, vocab: Any) -> Any:
     vocab (Vocab): The vocab.
     RETURNS (Doc): The Doc.
     """
-    from spacy.attrs import ENT_IOB, ENT_TYPE, SENT_START
     from spacy.tokens import Doc
 
     doc = Doc(vocab, words=rec.words, spaces=rec.spaces)
     add = vocab.strings.add
-    array = numpy.empty((len(rec.words), 3), dtype="uint64")
-    array[:, 0] = numpy.asarray(rec.iob, dtype="uint64")
-    array[:, 1] = numpy.fromiter((add(x) if x else 0 for x in rec.labels), dtype="uint64")
-    array[:, 2] = numpy.asarray(rec.sent_starts, dtype="int64").view("uint64")
-    return doc.from_array([ENT_IOB, ENT_TYPE, SENT_START], array)  # type: ignore[arg-type]
+
+    def string_id(s: str) -> int:
+        return add(s) if s else 0
+
+    columns = token_columns(rec.words, rec.labels, rec.iob, rec.sent_starts, string_id)
+    return doc.from_array(ATTRS, columns)  # type: ignore[arg-type]
 
 
 class _ShardSink:

@@ -11,7 +11,7 @@ and adds nothing to a growing `StringStore`.
 
 import zlib
 from pathlib import Path
-from typing import Dict, List, Union
+from typing import Callable, Dict, List, Sequence, Union
 
 import numpy
 import srsly
@@ -23,6 +23,35 @@ from .bio import DocRecord
 # DocBin requires ORTH first and the rest sorted, as `DocBin.__init__` orders them.
 ATTRS = [ORTH] + sorted([ENT_IOB, ENT_TYPE, SENT_START])
 _COLUMN = {attr: i for i, attr in enumerate(ATTRS)}
+# What `Doc.spans.to_bytes()` gives for a Doc without span groups, as DocBin stores it.
+_NO_SPAN_GROUPS = srsly.msgpack_dumps([])
+
+
+def token_columns(
+    words: Sequence[str],
+    labels: Sequence[str],
+    iob: Sequence[int],
+    sent_starts: Sequence[int],
+    string_id: Callable[[str], int],
+) -> numpy.ndarray:
+    """Encode tokens as the `(n, len(ATTRS))` uint64 array that `Doc.from_array` and a
+    DocBin's "tokens" hold, in the column order of `ATTRS`.
+
+    words (Sequence[str]): Tokens.
+    labels (Sequence[str]): Entity labels ("" outside).
+    iob (Sequence[int]): ENT_IOB codes.
+    sent_starts (Sequence[int]): 1 where a sentence starts, -1 elsewhere.
+    string_id (Callable[[str], int]): The id of a string (0 for "").
+    RETURNS (numpy.ndarray): The columns.
+    """
+    n = len(words)
+    tokens = numpy.empty((n, len(ATTRS)), dtype="uint64")
+    tokens[:, _COLUMN[ORTH]] = numpy.fromiter(map(string_id, words), dtype="uint64", count=n)
+    tokens[:, _COLUMN[ENT_TYPE]] = numpy.fromiter(map(string_id, labels), dtype="uint64", count=n)
+    tokens[:, _COLUMN[ENT_IOB]] = numpy.asarray(iob, dtype="uint64")
+    # SENT_START is -1 for "not a start"; the uint64 columns hold it wrapped.
+    tokens[:, _COLUMN[SENT_START]] = numpy.asarray(sent_starts, dtype="int64").view("uint64")
+    return tokens
 
 
 class DocBinWriter:
@@ -64,24 +93,12 @@ class DocBinWriter:
 
         RETURNS (bytes): The DocBin's bytes.
         """
-        n = len(self.words)
         strings = set(self.words)
         strings.update(self.labels)
         strings.discard("")
         ids: Dict[str, int] = {s: get_string_id(s) for s in strings}
         ids[""] = 0
-        tokens = numpy.empty((n, len(ATTRS)), dtype="uint64")
-        tokens[:, _COLUMN[ORTH]] = numpy.fromiter(
-            map(ids.__getitem__, self.words), dtype="uint64", count=n
-        )
-        tokens[:, _COLUMN[ENT_TYPE]] = numpy.fromiter(
-            map(ids.__getitem__, self.labels), dtype="uint64", count=n
-        )
-        tokens[:, _COLUMN[ENT_IOB]] = numpy.asarray(self.iob, dtype="uint64")
-        # SENT_START is -1 for "not a start"; DocBin stores it as wrapped uint64.
-        tokens[:, _COLUMN[SENT_START]] = numpy.asarray(self.sent_starts, dtype="int64").view(
-            "uint64"
-        )
+        tokens = token_columns(self.words, self.labels, self.iob, self.sent_starts, ids.__getitem__)
         msg = {
             "version": "0.1",
             "attrs": ATTRS,
@@ -91,7 +108,7 @@ class DocBinWriter:
             "strings": sorted(strings),
             "cats": [{} for _ in self.lengths],
             "flags": [{"has_unknown_spaces": False} for _ in self.lengths],
-            "span_groups": [b"" for _ in self.lengths],
+            "span_groups": [_NO_SPAN_GROUPS for _ in self.lengths],
         }
         return zlib.compress(srsly.msgpack_dumps(msg))
 

@@ -5,7 +5,7 @@ from typing import List, Tuple
 import pytest
 import spacy
 from conftest import run_cli, write
-from spacy.tokens import DocBin
+from spacy.tokens import Doc, DocBin
 from spacy.training import Corpus
 from spacy.vocab import Vocab
 
@@ -55,6 +55,44 @@ def test_docbin_writer_matches_spacy(tmp_path: Path) -> None:
         ours.to_array(["ENT_IOB", "ENT_TYPE"]).tolist()
         == theirs.to_array(["ENT_IOB", "ENT_TYPE"]).tolist()
     )
+
+
+def test_docbin_writer_writes_spacys_own_message(tmp_path: Path) -> None:
+    """The writer's msgpack message has exactly the keys, attrs and token columns of
+    spaCy's `DocBin.to_bytes` for the same Doc, so a spaCy upgrade that changes the
+    format fails here and not when a user loads a corpus."""
+    import zlib
+
+    import srsly
+
+    words = ["HEAD", "number", "gethostbyname( )", "Übung", "."]
+    spaces = [True, True, True, False, False]
+    tags = ["B-LOC", "I-LOC", "O", "B-Error_Name", "O"]
+    vocab = Vocab()
+    doc = Doc(
+        vocab, words=words, spaces=spaces, ents=tags, sent_starts=[True, False, False, True, False]
+    )
+    theirs_bin = DocBin(attrs=["ORTH", "ENT_IOB", "ENT_TYPE", "SENT_START"])
+    theirs_bin.add(doc)
+    theirs = srsly.msgpack_loads(zlib.decompress(theirs_bin.to_bytes()))
+    writer = DocBinWriter()
+    writer.add(
+        DocRecord(
+            words=words,
+            spaces=spaces,
+            iob=[3, 1, 2, 3, 2],
+            labels=["LOC", "LOC", "", "Error_Name", ""],
+            sent_starts=[1, -1, -1, 1, -1],
+        )
+    )
+    ours = srsly.msgpack_loads(zlib.decompress(writer.to_bytes()))
+    assert sorted(ours) == sorted(theirs)
+    for key in ("version", "attrs", "tokens", "spaces", "lengths", "cats", "span_groups"):
+        assert ours[key] == theirs[key], key
+    assert set(ours["strings"]) == set(theirs["strings"])
+    assert [f["has_unknown_spaces"] for f in ours["flags"]] == [
+        f["has_unknown_spaces"] for f in theirs["flags"]
+    ]
 
 
 def test_convert_split_is_stable_and_keeps_docs_whole(tmp_path: Path) -> None:
