@@ -95,9 +95,8 @@ class DocBinWriter:
         """
         strings = set(self.words)
         strings.update(self.labels)
-        strings.discard("")
+        # "" stays in the strings, as spaCy's DocBin keeps it (the label of O tokens).
         ids: Dict[str, int] = {s: get_string_id(s) for s in strings}
-        ids[""] = 0
         tokens = token_columns(self.words, self.labels, self.iob, self.sent_starts, ids.__getitem__)
         msg = {
             "version": "0.1",
