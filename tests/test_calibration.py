@@ -3,6 +3,7 @@ from pathlib import Path
 import numpy
 import pytest
 import spacy
+from spacy.tokens import DocBin
 from spacy.training import Example
 from spacy.util import registry
 from thinc.api import fix_random_seed
@@ -79,8 +80,17 @@ def test_calibrate_pipeline_and_callback(tmp_path: Path) -> None:
     nlp.to_disk(tmp_path / "p")
     loaded = spacy.load(tmp_path / "p").get_pipe("ntk_ner").cfg["calibration"]
     assert loaded == pytest.approx(ner.cfg["calibration"], rel=1e-9)
+    fitted = list(ner.cfg["calibration"])
     held = cross_fitted_ece(nlp, examples)["ntk_ner"]
     assert held["n"] == report["n"]
-    # The callback named in configs/*.cfg resolves and calibrates in place.
-    callback = registry.callbacks.get("spacy_ntk_ner.calibrate.v1")(None)
-    assert callback(nlp) is nlp
+    # Cross-fitting refits on folds, but leaves the pipeline's own calibration as it was.
+    assert ner.cfg["calibration"] == fitted
+    # The callback named in configs/*.cfg resolves and calibrates in place from the dev
+    # data at its path; with no path it changes nothing.
+    make_callback = registry.callbacks.get("spacy_ntk_ner.calibrate.v1")
+    ner.cfg["calibration"] = list(IDENTITY)
+    assert make_callback(None)(nlp) is nlp
+    assert ner.cfg["calibration"] == list(IDENTITY)
+    DocBin(docs=[eg.reference for eg in examples]).to_disk(tmp_path / "dev.spacy")
+    assert make_callback(tmp_path / "dev.spacy")(nlp) is nlp
+    assert ner.cfg["calibration"] == pytest.approx(fitted, rel=1e-6)
