@@ -30,7 +30,7 @@ def heldout_ece(model: Path, data: Path) -> Dict[str, Any]:
     import spacy
 
     from spacy_ntk_ner.calibration import cross_fitted_ece
-    from spacy_ntk_ner.report import load_examples
+    from spacy_ntk_ner.docbin import load_examples
 
     nlp = spacy.load(model)
     found = cross_fitted_ece(nlp, load_examples(nlp, data))["ntk_ner"]

@@ -623,7 +623,7 @@ def make_report(
     }
 
 
-def format_report(report: Dict[str, Any], output_dir: PathLike) -> str:
+def format_annotate_report(report: Dict[str, Any], output_dir: PathLike) -> str:
     """Lay out the report for a terminal.
 
     report (Dict[str, Any]): What `annotate` returned.

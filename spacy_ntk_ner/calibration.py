@@ -16,78 +16,20 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy
+import spacy
 from spacy.language import Language
 from spacy.util import registry
 
-IDENTITY = (1.0, 0.0)
-# Fewer predicted entities than this, or all right, or all wrong: too little to fit.
-MIN_ENTITIES = 20
-_EPS = 1e-6
-
-
-def logit(p: numpy.ndarray) -> numpy.ndarray:
-    """RETURNS (numpy.ndarray): log(p / (1 - p)), with p kept inside (0, 1)."""
-    p = numpy.clip(p, _EPS, 1 - _EPS)
-    return numpy.log(p) - numpy.log1p(-p)
-
-
-def apply_platt(scores: numpy.ndarray, params: Sequence[float]) -> numpy.ndarray:
-    """Map scores through `sigmoid(a * logit(p) + b)`.
-
-    scores (numpy.ndarray): Scores in [0, 1].
-    params (Sequence[float]): (a, b).
-    RETURNS (numpy.ndarray): The calibrated scores.
-    """
-    a, b = params
-    if (a, b) == IDENTITY:
-        return scores
-    return 0.5 * (1.0 + numpy.tanh(0.5 * (a * logit(scores) + b)))
-
-
-def fit_platt(
-    scores: Sequence[float], correct: Sequence[bool], l2: float = 1e-3
-) -> Optional[Tuple[float, float]]:
-    """Fit Platt scaling by Newton's method on the L2-regularized log loss.
-
-    scores (Sequence[float]): Uncalibrated scores of predicted entities.
-    correct (Sequence[bool]): Whether each entity is exactly right.
-    l2 (float): Pull of (a, b) towards the identity (1, 0).
-    RETURNS (Optional[Tuple[float, float]]): (a, b), or None when the data cannot
-        support a fit (too few entities, one class only, or a non-increasing map).
-    """
-    y = numpy.asarray(correct, dtype="float64")
-    if len(y) < MIN_ENTITIES or y.min() == y.max():
-        return None
-    x = logit(numpy.asarray(scores, dtype="float64"))
-    X = numpy.stack([x, numpy.ones_like(x)], axis=1)
-    prior = numpy.array(IDENTITY)
-
-    def loss(w: numpy.ndarray) -> float:
-        z = X @ w
-        # log(1 + e^z) - y z, written to stay finite for large |z|.
-        return float(numpy.mean(numpy.logaddexp(0.0, z) - y * z)) + 0.5 * l2 * float(
-            ((w - prior) ** 2).sum()
-        )
-
-    w = prior.copy()
-    current = loss(w)
-    for _ in range(100):
-        p = 0.5 * (1.0 + numpy.tanh(0.5 * (X @ w)))
-        grad = X.T @ (p - y) / len(y) + l2 * (w - prior)
-        hess = (X * (p * (1 - p))[:, None]).T @ X / len(y) + l2 * numpy.eye(2)
-        step = numpy.linalg.solve(hess, grad)
-        # Newton with backtracking: halve the step until the loss goes down.
-        t = 1.0
-        while t > 1e-6 and loss(w - t * step) > current:
-            t /= 2
-        w = w - t * step
-        new = loss(w)
-        if current - new < 1e-12:
-            break
-        current = new
-    if not numpy.all(numpy.isfinite(w)) or w[0] <= 0:
-        return None
-    return float(w[0]), float(w[1])
+from .atomic import replace_dir
+from .confidence import (
+    IDENTITY,
+    apply_platt,
+    expected_calibration_error,
+    fit_platt,
+    scored_entities,
+)
+from .docbin import load_examples
+from .ner import NTKEntityRecognizer
 
 
 def _uncalibrated_predictions(
@@ -98,8 +40,6 @@ def _uncalibrated_predictions(
     RETURNS (Tuple[list, list, dict]): The (name, component) pairs, the annotated docs,
         and each component's calibration as it was (the components are left without).
     """
-    from .ner import NTKEntityRecognizer
-
     pipes = [(n, p) for n, p in nlp.pipeline if isinstance(p, NTKEntityRecognizer)]
     saved = {name: pipe.cfg.get("calibration", list(IDENTITY)) for name, pipe in pipes}
     for _, pipe in pipes:
@@ -121,8 +61,6 @@ def calibrate(nlp: Language, examples: Sequence[Any]) -> Dict[str, Dict[str, Any
     RETURNS (Dict[str, Dict[str, Any]]): Per component: the parameters, and the
         expected calibration error on `examples` before and after.
     """
-    from .report import expected_calibration_error, scored_entities
-
     pipes, docs, saved = _uncalibrated_predictions(nlp, examples)
     report: Dict[str, Dict[str, Any]] = {}
     for name, pipe in pipes:
@@ -176,8 +114,6 @@ def cross_fitted_ece(
     RETURNS (Dict[str, Dict[str, Any]]): Per component: "ece" of the pooled left-out
         calibrated scores, "ece_uncalibrated" of the same entities, and "n".
     """
-    from .report import expected_calibration_error, scored_entities
-
     pipes, docs, saved = _uncalibrated_predictions(nlp, examples)
     for name, pipe in pipes:
         pipe.cfg["calibration"] = saved[name]
@@ -203,3 +139,45 @@ def cross_fitted_ece(
             "n": len(held_scores),
         }
     return result
+
+
+def calibrate_saved(
+    model: str, data: Path, output: Optional[Path] = None
+) -> Tuple[Dict[str, Dict[str, Any]], Path]:
+    """Fit the calibration of a saved pipeline's `ntk_ner` components on dev data and
+    save the pipeline: in place, or into `output`. It is written beside the target and
+    swapped in, so a failure part-way leaves the old pipeline as it was.
+
+    model (str): A pipeline folder (or, with `output`, a package name).
+    data (Path): Dev data: a `.spacy` file or a folder of them.
+    output (Optional[Path]): Where to save; None: `model` itself.
+    RETURNS (Tuple[Dict[str, Dict[str, Any]], Path]): What `calibrate` reports, and
+        where the pipeline was saved.
+    """
+    target = _calibrate_target(model, output)
+    nlp = spacy.load(model)
+    report = calibrate(nlp, load_examples(nlp, data))
+    if not report:
+        raise ValueError(f"{model}: the pipeline has no ntk_ner component")
+    replace_dir(target, nlp.to_disk)
+    return report, target
+
+
+def _calibrate_target(model: str, output: Optional[Path]) -> Path:
+    """Where `calibrate` saves: MODEL's own folder, or `--output`, which must be new,
+    empty or a pipeline (it is replaced as a whole)."""
+    if output is None:
+        if not Path(model).is_dir():
+            raise ValueError(
+                f"--output: {model} is not a pipeline folder to save into; "
+                "name one with --output DIR"
+            )
+        return Path(model)
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"--output: {output} is a file, not a folder")
+    if output.is_dir() and any(output.iterdir()) and not (output / "config.cfg").is_file():
+        raise ValueError(
+            f"--output: {output} holds files and is not a spaCy pipeline; "
+            "name a new or empty folder"
+        )
+    return output

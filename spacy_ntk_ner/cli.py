@@ -8,26 +8,18 @@ status 2.
 
 import argparse
 import os
-import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence
 
-from .atomic import atomic_file, replace_dir
-from .bio import (
-    DELIMITERS,
-    FORMATS,
-    ON_INVALID,
-    SCHEMES,
-    BIOError,
-    doc_to_tags,
-    iter_files,
-    label_problem,
-    token_problem,
-    write_sentences,
-)
-from .inputs import INPUT_FORMATS, ON_ERROR
+from .annotate import Settings, annotate, format_annotate_report
+from .bio import DELIMITERS, FORMATS, ON_INVALID, SCHEMES, BIOError, iter_files
+from .calibration import calibrate_saved
+from .convert import ReadOptions, convert, format_convert_report
+from .export import export
+from .inputs import INPUT_FORMATS, ON_ERROR, InputOptions
+from .report import evaluate, format_table, visualize
 
 # Inputs smaller than this finish before a progress bar is worth drawing.
 PROGRESS_MIN_BYTES = 32 * 1024 * 1024
@@ -286,8 +278,6 @@ def os_error_message(err: OSError) -> str:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from .convert import ReadOptions, convert
-
     options = ReadOptions(
         format=args.format,
         delimiter=args.delimiter,
@@ -314,7 +304,7 @@ def _convert(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     if not args.quiet:
-        print(format_report(stats.to_dict(), args.output_dir))
+        print(format_convert_report(stats.to_dict(), args.output_dir))
     return 0
 
 
@@ -332,185 +322,42 @@ def _progress_bar(inputs: Sequence[Path], glob: str) -> Any:
     return tqdm(total=total, unit="B", unit_scale=True, desc="converting", leave=False)
 
 
-def format_report(stats: Dict[str, Any], output_dir: Path) -> str:
-    """Lay out `stats.json` as tables.
-
-    stats (Dict[str, Any]): What `ConvertStats.to_dict` returns.
-    output_dir (Path): Where the shards were written.
-    RETURNS (str): The report.
-    """
-    splits: Dict[str, Dict[str, Any]] = stats["splits"]
-    names = list(splits)
-    rows: List[Tuple[str, ...]] = [("", *names)]
-    for key in ("docs", "sentences", "tokens", "shards"):
-        rows.append((key, *(f"{splits[n][key]:,}" for n in names)))
-    labels = sorted({label for s in splits.values() for label in s["entities"]})
-    rows.append(("entities", *(f"{sum(splits[n]['entities'].values()):,}" for n in names)))
-    for label in labels:
-        rows.append((f"  {label}", *(f"{splits[n]['entities'].get(label, 0):,}" for n in names)))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = [f"Converted {stats['files']} file(s) into {output_dir}"]
-    for r in rows:
-        lines.append(
-            "  ".join(
-                cell.ljust(w) if i == 0 else cell.rjust(w)
-                for i, (cell, w) in enumerate(zip(r, widths))
-            )
-        )
-    repairs = stats["repairs"]
-    if repairs:
-        total = sum(r["count"] for r in repairs.values())
-        lines.append(f"Repaired {total:,} ill-formed tag(s):")
-        for kind, r in repairs.items():
-            lines.append(f"  {r['count']:>8,}  {kind}")
-            lines.extend(f"            {ex}" for ex in r["examples"])
-    else:
-        lines.append("No ill-formed tags.")
-    lines.append(f"Report: {output_dir / 'stats.json'}")
-    return "\n".join(lines)
-
-
-def _shard_order(path: Path) -> List[Any]:
-    # Numbers compare as numbers: shard-99999 comes before shard-100000.
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.as_posix())]
-
-
-def docbin_files(path: Path) -> List[Path]:
-    """List a `.spacy` file, or the `.spacy` files under a directory in shard order.
-
-    path (Path): A `.spacy` file or a directory.
-    RETURNS (List[Path]): The files.
-    """
-    if path.is_dir():
-        files = sorted(path.rglob("*.spacy"), key=lambda f: _shard_order(f.relative_to(path)))
-        if not files:
-            raise BIOError(path, 0, "directory holds no .spacy files")
-        return files
-    if path.exists():
-        return [path]
-    raise BIOError(path, 0, "no such file or directory")
-
-
-def iter_docbin_sentences(path: Path) -> Iterator[Tuple[List[str], List[str]]]:
-    """Read the sentences of a DocBin file, or of every `.spacy` file under a directory.
-    A token or label that BIO text cannot hold (a whitespace token, a tab or line
-    break, a `-DOCSTART-` token) stops with an error naming the file and doc.
-
-    path (Path): A `.spacy` file or a directory.
-    YIELDS (Tuple[List[str], List[str]]): Tokens and IOB2 tags of each sentence.
-    """
-    from spacy.tokens import DocBin
-    from spacy.vocab import Vocab
-
-    vocab = Vocab()
-    for f in docbin_files(path):
-        try:
-            docbin = DocBin().from_disk(f)
-        except ValueError as err:
-            raise BIOError(f, 0, f"not a DocBin file ({err})") from None
-        for i, doc in enumerate(docbin.get_docs(vocab)):
-            iob = doc.to_array("ENT_IOB").tolist()
-            labels = [t.ent_type_ for t in doc]
-            words = [t.text for t in doc]
-            _check_writable(f, i, words, labels)
-            tags = doc_to_tags(iob, labels)
-            starts = [k for k, t in enumerate(doc) if k == 0 or t.is_sent_start]
-            for a, b in zip(starts, starts[1:] + [len(doc)]):
-                yield words[a:b], tags[a:b]
-
-
-def _check_writable(path: Path, doc_index: int, words: List[str], labels: List[str]) -> None:
-    for j, (word, label) in enumerate(zip(words, labels)):
-        problem = token_problem(word) or (label_problem(label) if label else None)
-        if problem:
-            raise BIOError(
-                path, 0, f"doc {doc_index + 1}, token {j + 1}: {problem}; nothing was written"
-            )
-
-
 def _export(args: argparse.Namespace) -> int:
-    files = docbin_files(args.input)
-    out = args.output
-    if out.is_dir():
-        raise BIOError(out, 0, "is a directory; name the BIO file to write")
-    target = out.resolve()
-    if any(target == f.resolve() for f in files) or target == args.input.resolve():
-        raise BIOError(out, 0, "is one of the inputs; name another file to write")
-    with atomic_file(out) as fh:
-        n = write_sentences(fh, iter_docbin_sentences(args.input), args.format)
-    print(f"Wrote {n:,} sentence(s) to {out}")
+    n = export(args.input, args.output, args.format)
+    print(f"Wrote {n:,} sentence(s) to {args.output}")
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .report import evaluate, format_table
-
     metrics = evaluate(args.model, args.data, args.output, args.table, args.gpu_id)
     print(format_table(metrics))
     return 0
 
 
 def _visualize(args: argparse.Namespace) -> int:
-    from .report import visualize
-
     n = visualize(args.model, args.data, args.output, args.limit)
     print(f"Drew {n} doc(s) into {args.output}")
     return 0
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    import spacy
-
-    from .calibration import calibrate
-    from .report import load_examples
-
-    output = _calibrate_target(args.model, args.output)
-    nlp = spacy.load(args.model)
-    report = calibrate(nlp, load_examples(nlp, args.data))
-    if not report:
-        raise ValueError(f"{args.model}: the pipeline has no ntk_ner component")
-    lines = []
+    report, output = calibrate_saved(args.model, args.data, args.output)
     for name, r in report.items():
         a, b = r["params"]
         if not r["n"]:
-            lines.append(f"{name}: predicted no entity on {args.data}; calibration kept")
+            print(f"{name}: predicted no entity on {args.data}; calibration kept")
             continue
         fitted = "fitted" if r["fitted"] else "kept (too little data to fit)"
-        lines.append(
+        print(
             f"{name}: a={a:.3f} b={b:.3f} {fitted}; expected calibration error on "
             f"{r['n']} entities {r['ece_before']:.3f} -> {r['ece_after']:.3f}"
         )
-    # Written beside the target and swapped in: a failure leaves the old pipeline.
-    replace_dir(output, nlp.to_disk)
-    print("\n".join(lines))
-    print(f"Saved to {output}")
+    where = "in place" if args.output is None else "to the new folder"
+    print(f"Saved {where}: {output}")
     return 0
 
 
-def _calibrate_target(model: str, output: Optional[Path]) -> Path:
-    """Where `calibrate` saves: MODEL's own folder, or `--output`, which must be new,
-    empty or a pipeline (it is replaced as a whole)."""
-    if output is None:
-        if not Path(model).is_dir():
-            raise ValueError(
-                f"--output: {model} is not a pipeline folder to save into; "
-                "name one with --output DIR"
-            )
-        return Path(model)
-    if output.exists() and not output.is_dir():
-        raise ValueError(f"--output: {output} is a file, not a folder")
-    if output.is_dir() and any(output.iterdir()) and not (output / "config.cfg").is_file():
-        raise ValueError(
-            f"--output: {output} holds files and is not a spaCy pipeline; "
-            "name a new or empty folder"
-        )
-    return output
-
-
 def _annotate(args: argparse.Namespace) -> int:
-    from .annotate import Settings, annotate, format_report
-    from .inputs import InputOptions
-
     bar = _annotate_bar()
     try:
         report = annotate(
@@ -544,7 +391,7 @@ def _annotate(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     if not args.quiet:
-        print(format_report(report, args.output_dir))
+        print(format_annotate_report(report, args.output_dir))
     return 0
 
 

@@ -517,3 +517,41 @@ def _rmdir_if_empty(folder: Path) -> None:
         folder.rmdir()
     except OSError:
         pass
+
+
+def format_convert_report(stats: Dict[str, Any], output_dir: Path) -> str:
+    """Lay out `stats.json` as tables.
+
+    stats (Dict[str, Any]): What `ConvertStats.to_dict` returns.
+    output_dir (Path): Where the shards were written.
+    RETURNS (str): The report.
+    """
+    splits: Dict[str, Dict[str, Any]] = stats["splits"]
+    names = list(splits)
+    rows: List[Tuple[str, ...]] = [("", *names)]
+    for key in ("docs", "sentences", "tokens", "shards"):
+        rows.append((key, *(f"{splits[n][key]:,}" for n in names)))
+    labels = sorted({label for s in splits.values() for label in s["entities"]})
+    rows.append(("entities", *(f"{sum(splits[n]['entities'].values()):,}" for n in names)))
+    for label in labels:
+        rows.append((f"  {label}", *(f"{splits[n]['entities'].get(label, 0):,}" for n in names)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [f"Converted {stats['files']} file(s) into {output_dir}"]
+    for r in rows:
+        lines.append(
+            "  ".join(
+                cell.ljust(w) if i == 0 else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(r, widths))
+            )
+        )
+    repairs = stats["repairs"]
+    if repairs:
+        total = sum(r["count"] for r in repairs.values())
+        lines.append(f"Repaired {total:,} ill-formed tag(s):")
+        for kind, r in repairs.items():
+            lines.append(f"  {r['count']:>8,}  {kind}")
+            lines.extend(f"            {ex}" for ex in r["examples"])
+    else:
+        lines.append("No ill-formed tags.")
+    lines.append(f"Report: {output_dir / 'stats.json'}")
+    return "\n".join(lines)

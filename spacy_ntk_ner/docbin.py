@@ -1,24 +1,28 @@
-"""Write spaCy `DocBin` files straight from token arrays.
+"""Write spaCy `DocBin` files straight from token arrays, and read them back.
 
-`DocBin.add` walks every token of a `Doc` in Python; building the `Doc` first costs
+Writing: `DocBin.add` walks every token of a `Doc` in Python; building the `Doc` first costs
 as much again. The converter already holds each token's text, entity code and
 label in plain lists, so it writes the DocBin's columns (ORTH, ENT_IOB, ENT_TYPE,
 SENT_START), spaces, lengths and strings itself, in the layout `DocBin.from_bytes`
 reads. Ids come from `spacy.strings.get_string_id`, which gives spaCy's fixed ids
 for the strings that are symbols (a plain hash of those fails to load with E018),
 and adds nothing to a growing `StringStore`.
+
+Reading: the `.spacy` files of a file or folder in shard order, as BIO sentences
+(`export`) or as training examples for a pipeline (`evaluate`, `calibrate`).
 """
 
+import re
 import zlib
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence, Union
+from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple, Union
 
 import numpy
 import srsly
 from spacy.attrs import ENT_IOB, ENT_TYPE, ORTH, SENT_START
 from spacy.strings import get_string_id
 
-from .bio import DocRecord
+from .bio import BIOError, DocRecord, doc_to_tags, label_problem, token_problem
 
 # DocBin requires ORTH first and the rest sorted, as `DocBin.__init__` orders them.
 ATTRS = [ORTH] + sorted([ENT_IOB, ENT_TYPE, SENT_START])
@@ -117,3 +121,81 @@ class DocBinWriter:
         path (Union[str, Path]): The `.spacy` file to write.
         """
         Path(path).write_bytes(self.to_bytes())
+
+
+def _shard_order(path: Path) -> List[Any]:
+    # Numbers compare as numbers: shard-99999 comes before shard-100000.
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.as_posix())]
+
+
+def docbin_files(path: Path) -> List[Path]:
+    """List a `.spacy` file, or the `.spacy` files under a directory in shard order.
+
+    path (Path): A `.spacy` file or a directory.
+    RETURNS (List[Path]): The files.
+    """
+    if path.is_dir():
+        files = sorted(path.rglob("*.spacy"), key=lambda f: _shard_order(f.relative_to(path)))
+        if not files:
+            raise BIOError(path, 0, "directory holds no .spacy files")
+        return files
+    if path.exists():
+        return [path]
+    raise BIOError(path, 0, "no such file or directory")
+
+
+def iter_docbin_sentences(path: Path) -> Iterator[Tuple[List[str], List[str]]]:
+    """Read the sentences of a DocBin file, or of every `.spacy` file under a directory.
+    A token or label that BIO text cannot hold (a whitespace token, a tab or line
+    break, a `-DOCSTART-` token) stops with an error naming the file and doc.
+
+    path (Path): A `.spacy` file or a directory.
+    YIELDS (Tuple[List[str], List[str]]): Tokens and IOB2 tags of each sentence.
+    """
+    from spacy.tokens import DocBin
+    from spacy.vocab import Vocab
+
+    vocab = Vocab()
+    for f in docbin_files(path):
+        try:
+            docbin = DocBin().from_disk(f)
+        except ValueError as err:
+            raise BIOError(f, 0, f"not a DocBin file ({err})") from None
+        for i, doc in enumerate(docbin.get_docs(vocab)):
+            iob = doc.to_array("ENT_IOB").tolist()
+            labels = [t.ent_type_ for t in doc]
+            words = [t.text for t in doc]
+            _check_writable(f, i, words, labels)
+            tags = doc_to_tags(iob, labels)
+            starts = [k for k, t in enumerate(doc) if k == 0 or t.is_sent_start]
+            for a, b in zip(starts, starts[1:] + [len(doc)]):
+                yield words[a:b], tags[a:b]
+
+
+def _check_writable(path: Path, doc_index: int, words: List[str], labels: List[str]) -> None:
+    for j, (word, label) in enumerate(zip(words, labels)):
+        problem = token_problem(word) or (label_problem(label) if label else None)
+        if problem:
+            raise BIOError(
+                path, 0, f"doc {doc_index + 1}, token {j + 1}: {problem}; nothing was written"
+            )
+
+
+def load_examples(nlp: Any, data: Path, limit: int = 0) -> List[Any]:
+    """Read the examples of a `.spacy` file or folder, with a clear error if there are none.
+
+    nlp (Language): The pipeline whose tokenizer makes the predicted docs.
+    data (Path): A `.spacy` file or a folder of them.
+    limit (int): At most this many (0: all).
+    RETURNS (List[Example]): The examples.
+    """
+    from spacy.training import Corpus
+
+    if not data.exists():
+        raise ValueError(f"{data}: no such file or directory")
+    if data.is_dir() and not any(data.rglob("*.spacy")):
+        raise ValueError(f"{data}: holds no .spacy files")
+    examples = list(Corpus(data, limit=limit)(nlp))
+    if not examples:
+        raise ValueError(f"{data}: holds no documents")
+    return examples

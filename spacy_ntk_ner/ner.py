@@ -42,7 +42,7 @@ from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from thinc.types import Floats2d
 
 from . import crf
-from .calibration import IDENTITY, apply_platt
+from .confidence import IDENTITY, apply_platt
 from .crf import TagScheme
 from .models import HEAD_LR_SCALE
 

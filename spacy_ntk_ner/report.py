@@ -5,64 +5,11 @@ import json
 import time
 import zlib
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Tuple
 
-import numpy
-
-N_BINS = 10
-
-
-def expected_calibration_error(
-    scores: Sequence[float], correct: Sequence[bool], n_bins: int = N_BINS
-) -> Dict[str, Any]:
-    """Expected calibration error of entity scores, with equal-width bins.
-
-    ECE = sum over bins of (entities in bin / all entities) * |accuracy - mean score|.
-
-    scores (Sequence[float]): Each predicted entity's score.
-    correct (Sequence[bool]): Whether each is exactly right (span and label).
-    n_bins (int): Number of bins over [0, 1].
-    RETURNS (Dict[str, Any]): "ece", "n" and per-bin "bins" (lower edge, count,
-        mean score, accuracy).
-    """
-    s = numpy.asarray(scores, dtype="float64")
-    c = numpy.asarray(correct, dtype="float64")
-    if s.size == 0:
-        return {"ece": None, "n": 0, "bins": []}
-    idx = numpy.minimum((s * n_bins).astype(int), n_bins - 1)
-    bins = []
-    ece = 0.0
-    for b in range(n_bins):
-        sel = idx == b
-        n = int(sel.sum())
-        if not n:
-            continue
-        conf, acc = float(s[sel].mean()), float(c[sel].mean())
-        ece += n / s.size * abs(acc - conf)
-        bins.append({"from": b / n_bins, "n": n, "score": conf, "accuracy": acc})
-    return {"ece": ece, "n": int(s.size), "bins": bins}
-
-
-def scored_entities(
-    pairs: Iterable[Tuple[Any, Any]], spans_key: str
-) -> Tuple[List[float], List[bool]]:
-    """Pair each predicted, scored entity with whether the reference has it exactly.
-
-    pairs (Iterable[Tuple[Doc, Doc]]): Annotated docs and their reference docs.
-    spans_key (str): Where the component put its scored spans.
-    RETURNS (Tuple[List[float], List[bool]]): Scores and correctness.
-    """
-    scores: List[float] = []
-    correct: List[bool] = []
-    for predicted, reference in pairs:
-        gold = {(e.start_char, e.end_char, e.label_) for e in reference.ents}
-        group = predicted.spans.get(spans_key)
-        if group is None:
-            continue
-        for span, score in zip(group, group.attrs.get("scores", [])):
-            scores.append(float(score))
-            correct.append((span.start_char, span.end_char, span.label_) in gold)
-    return scores, correct
+from .confidence import expected_calibration_error, scored_entities
+from .docbin import load_examples
+from .ner import NTKEntityRecognizer
 
 
 def evaluate(
@@ -85,8 +32,6 @@ def evaluate(
     """
     import spacy
     from spacy.scorer import Scorer
-
-    from .ner import NTKEntityRecognizer
 
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
@@ -117,26 +62,6 @@ def evaluate(
         table.parent.mkdir(parents=True, exist_ok=True)
         table.write_text(format_table(metrics) + "\n", "utf8")
     return metrics
-
-
-def load_examples(nlp: Any, data: Path, limit: int = 0) -> List[Any]:
-    """Read the examples of a `.spacy` file or folder, with a clear error if there are none.
-
-    nlp (Language): The pipeline whose tokenizer makes the predicted docs.
-    data (Path): A `.spacy` file or a folder of them.
-    limit (int): At most this many (0: all).
-    RETURNS (List[Example]): The examples.
-    """
-    from spacy.training import Corpus
-
-    if not data.exists():
-        raise ValueError(f"{data}: no such file or directory")
-    if data.is_dir() and not any(data.rglob("*.spacy")):
-        raise ValueError(f"{data}: holds no .spacy files")
-    examples = list(Corpus(data, limit=limit)(nlp))
-    if not examples:
-        raise ValueError(f"{data}: holds no documents")
-    return examples
 
 
 def format_table(metrics: Dict[str, Any]) -> str:
@@ -175,8 +100,6 @@ def visualize(model: Path, data: Path, output: Path, limit: int = 50) -> int:
     """
     import spacy
     from spacy import displacy
-
-    from .ner import NTKEntityRecognizer
 
     nlp = spacy.load(model)
     keys = [p.cfg["spans_key"] for _, p in nlp.pipeline if isinstance(p, NTKEntityRecognizer)]

@@ -7,7 +7,8 @@ from conftest import run_cli
 from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 
-from spacy_ntk_ner.report import expected_calibration_error, format_table
+from spacy_ntk_ner.confidence import expected_calibration_error
+from spacy_ntk_ner.report import format_table
 
 
 def test_ece_of_perfect_and_overconfident_scores() -> None:

@@ -10,8 +10,9 @@ from spacy.tokens import Doc, DocBin
 from spacy.vocab import Vocab
 
 from spacy_ntk_ner.bio import write_sentences
-from spacy_ntk_ner.cli import iter_docbin_sentences, main
+from spacy_ntk_ner.cli import main
 from spacy_ntk_ner.convert import ReadOptions, convert
+from spacy_ntk_ner.docbin import iter_docbin_sentences
 
 TOKEN = st.text(
     alphabet=st.characters(

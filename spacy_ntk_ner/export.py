@@ -1,0 +1,29 @@
+"""`export`: DocBin files back to token-per-line BIO text.
+
+The inputs are read and checked while the output is written to a temporary file beside
+the target, which is renamed over it only when complete: a failure leaves the old file.
+"""
+
+from pathlib import Path
+
+from .atomic import atomic_file
+from .bio import BIOError, write_sentences
+from .docbin import docbin_files, iter_docbin_sentences
+
+
+def export(input_path: Path, output: Path, format: str = "wikiser") -> int:
+    """Write the tokens, IOB2 tags and sentences of DocBin files as BIO text.
+
+    input_path (Path): A `.spacy` file or a folder of them (read in shard order).
+    output (Path): The BIO file to write; never one of the inputs.
+    format (str): "wikiser" (`<s>` blocks) or "conll" (blank lines).
+    RETURNS (int): The number of sentences written.
+    """
+    files = docbin_files(input_path)
+    if output.is_dir():
+        raise BIOError(output, 0, "is a directory; name the BIO file to write")
+    target = output.resolve()
+    if any(target == f.resolve() for f in files) or target == input_path.resolve():
+        raise BIOError(output, 0, "is one of the inputs; name another file to write")
+    with atomic_file(output) as fh:
+        return write_sentences(fh, iter_docbin_sentences(input_path), format)
