@@ -173,3 +173,48 @@ def test_update_and_prediction_op_counts() -> None:
     assert k2["update"]["ops"] == k3["update"]["ops"]
     assert k2["update"]["to_host"] == k3["update"]["to_host"] == 1
     assert k2["predict"]["to_host"] == 2
+
+
+def brute_force_span_prob(p: Dict[str, Any], b: int, tags: List[int], s: int, e: int) -> float:
+    """P(the entity decoded at tokens s..e of doc b is exactly right): the tags there
+    are the decoded ones and, under BIO, the next tag does not continue the entity."""
+    ts, n = p["scheme"], int(p["lengths"][b])
+    K = len(ts.tags)
+    inside = int(ts.inside[tags[s]]) if ts.name == "BIO" else -1
+    total, hit = [], []
+    for seq in itertools.product(range(K), repeat=n):
+        if not ts.start[seq[0]] or not ts.end[seq[-1]]:
+            continue
+        if not all(ts.allowed[i, j] for i, j in zip(seq, seq[1:])):
+            continue
+        score = p["start"][seq[0]] + p["end"][seq[-1]]
+        score += sum(p["E"][b, t, j] for t, j in enumerate(seq))
+        score += sum(p["trans"][i, j] for i, j in zip(seq, seq[1:]))
+        total.append(score)
+        same = list(seq[s : e + 1]) == tags[s : e + 1]
+        if same and not (e + 1 < n and seq[e + 1] == inside):
+            hit.append(score)
+    if not hit:
+        return 0.0
+    return float(numpy.exp(numpy.logaddexp.reduce(hit) - numpy.logaddexp.reduce(total)))
+
+
+@pytest.mark.parametrize("scheme", ["BILUO", "BIO"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_span_probabilities_match_brute_force(scheme: str, seed: int) -> None:
+    """Every decoded entity's probability equals the sum over all tag sequences that
+    contain exactly that entity (not merely a number in [0, 1])."""
+    p = problem(scheme, seed=seed, scale=1.0)
+    p["E"][:, :, 1:] += 1.0  # favour entities, so every doc decodes some
+    args = (p["E"], p["lengths"], p["trans"], p["start"], p["end"], p["scheme"])
+    _, log_z, alpha, beta = crf.marginals(numpy, *args)
+    path = crf.viterbi(numpy, *args)
+    doc_idx, starts, ends, _ = _spans_from_path(path, p["lengths"], p["scheme"])
+    assert len(starts) >= 1, "the fixture should decode entities"
+    log_p = crf.span_log_probs(
+        numpy, p["E"], p["trans"], p["start"], p["end"], alpha, beta, log_z,
+        p["lengths"], path, doc_idx, starts, ends, p["scheme"],
+    )  # fmt: skip
+    for d, s, e, lp in zip(doc_idx, starts, ends, log_p):
+        ref = brute_force_span_prob(p, int(d), path[d].tolist(), int(s), int(e))
+        assert numpy.exp(lp) == pytest.approx(ref, rel=1e-6, abs=1e-9)

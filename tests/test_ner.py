@@ -296,6 +296,34 @@ def test_k2_loss_differs_from_k1() -> None:
     assert losses[1] != pytest.approx(losses[2], rel=1e-4)
 
 
+def test_k2_at_dropout_0_equals_k1() -> None:
+    """Without dropout the k passes are the same pass: the loss (agreement term 0) and
+    every parameter's gradient are k = 1's."""
+    grads = {}
+    losses = {}
+    for k in (1, 2):
+        fix_random_seed(0)
+        nlp = spacy.blank("en")
+        nlp.add_pipe("ntk_ner", config={"k": k, "alpha": 5.0})
+        examples = make_examples(nlp)
+        optimizer = nlp.initialize(lambda: examples)
+        for _ in range(3):
+            nlp.update(examples, sgd=optimizer, drop=0.0)
+        losses[k] = nlp.update(examples, drop=0.0)["ntk_ner"]
+        model = nlp.get_pipe("ntk_ner").model
+        grads[k] = {
+            (i, name): model.ops.to_numpy(node.get_grad(name)).copy()
+            for i, node in enumerate(model.walk())
+            for name in node.param_names
+            if node.has_grad(name)
+        }
+    assert losses[1] > 0
+    assert losses[2] == pytest.approx(losses[1], rel=1e-6)
+    assert grads[1].keys() == grads[2].keys() and len(grads[1]) > 4
+    for key, g1 in grads[1].items():
+        numpy.testing.assert_allclose(grads[2][key], g1, rtol=1e-6, atol=1e-8, err_msg=str(key))
+
+
 def test_alpha_waits_for_warmup() -> None:
     nlp = spacy.blank("en")
     ner = nlp.add_pipe("ntk_ner", config={"k": 2, "alpha": 50.0, "alpha_warmup_steps": 1})
