@@ -304,7 +304,7 @@ def test_cli_bad_line_is_one_line_and_exit_1(models: Path, tmp_path: Path) -> No
     model = str(models / "ntk")
     res = run_cli(["annotate", model, "in.jsonl", "out"], tmp_path)
     assert res.returncode == 1
-    assert res.stderr.startswith(f"error: in.jsonl:{message}"), res.stderr
+    assert res.stderr.startswith(f"in.jsonl:{message}"), res.stderr
     assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
     res = run_cli(["annotate", model, "in.jsonl", "out2", "--on-error", "skip"], tmp_path)
     assert res.returncode == 0, res.stderr
