@@ -34,9 +34,10 @@ from spacy import util
 from spacy.attrs import ENT_IOB, ENT_TYPE, ORTH
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
+from spacy.pipeline.span_ruler import prioritize_existing_ents_filter
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
-from spacy.util import SimpleFrozenList, filter_spans, minibatch
+from spacy.util import SimpleFrozenList, minibatch
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from thinc.types import Floats2d
@@ -367,12 +368,9 @@ class NTKEntityRecognizer(TrainablePipe):
             if self.cfg["overwrite_ents"]:
                 doc.set_ents(kept, default="outside")
             else:
-                existing = list(doc.ents)
-                taken = numpy.zeros(len(doc) + 1, dtype=bool)
-                for ent in existing:
-                    taken[ent.start : ent.end] = True
-                new = [s for s in kept if not taken[s.start : s.end].any()]
-                doc.set_ents(filter_spans(existing + new), default="unmodified")
+                # The span ruler's rule for overwrite_ents=False: existing entities win.
+                merged = prioritize_existing_ents_filter(doc.ents, kept)
+                doc.set_ents(merged, default="unmodified")
 
     # ---- training
 

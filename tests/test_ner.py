@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 from spacy.training import Example
-from spacy.util import registry
+from spacy.util import load_model_from_config, registry
 from thinc.api import SGD, fix_random_seed
 
 from spacy_ntk_ner import crf
@@ -175,8 +175,10 @@ def test_reload_in_a_new_process(trained: Language, tmp_path: Path) -> None:
 
 
 def test_threshold_and_overwrite(trained: Language) -> None:
-    ner = trained.get_pipe("ntk_ner")
-    doc = trained.make_doc(TRAIN[1][0])
+    # A copy: the settings changed here must not leak into the module's fixture.
+    nlp = load_model_from_config(trained.config, auto_fill=False).from_bytes(trained.to_bytes())
+    ner = nlp.get_pipe("ntk_ner")
+    doc = nlp.make_doc(TRAIN[1][0])
     per = ner.labels.index("PER")
     lang = ner.labels.index("LANG")
     ner.cfg["threshold"] = 0.5
@@ -190,7 +192,7 @@ def test_threshold_and_overwrite(trained: Language) -> None:
     ner.cfg["threshold"] = 0.0
     ner.cfg["overwrite_ents"] = False
     text = TRAIN[0][0]
-    doc = trained.make_doc(text)
+    doc = nlp.make_doc(text)
     doc.ents = [Span(doc, 2, 4, label="MISC")]  # "London and"
     doc = ner(doc)
     assert [(e.text, e.label_) for e in doc.ents] == [("London and", "MISC"), ("Berlin", "LOC")]
