@@ -131,20 +131,6 @@ def main() -> None:
             "--components.ntk_ner.model.head_lr_scale",
             str(args.head_lr_scale),
         ],
-        # The same as ntk_ner with two passes per batch (trf.cfg's alpha), whatever --k says.
-        "ntk_ner_k2": [
-            "configs/trf.cfg",
-            "--components.ntk_ner.model.tok2vec.name",
-            str(args.encoder),
-            "--components.ntk_ner.model.tok2vec.mixed_precision",
-            "false",
-            "--components.ntk_ner.k",
-            "2",
-            "--components.ntk_ner.alpha_warmup_steps",
-            str(warmup),
-            "--components.ntk_ner.model.head_lr_scale",
-            str(args.head_lr_scale),
-        ],
         "spacy_ner": [
             "configs/trf-ner.cfg",
             "--components.ner.model.tok2vec.name",
@@ -153,6 +139,9 @@ def main() -> None:
             "false",
         ],
     }
+    # The same as ntk_ner with two passes per batch (trf.cfg's alpha), whatever --k says.
+    k_at = runs["ntk_ner"].index("--components.ntk_ner.k") + 1
+    runs["ntk_ner_k2"] = [*runs["ntk_ner"][:k_at], "2", *runs["ntk_ner"][k_at + 1 :]]
     wanted = args.models.split(",")
     unknown = set(wanted) - set(runs)
     if unknown:

@@ -10,11 +10,11 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 import spacy
-from conftest import run_cli, write
 from spacy.language import Language
 from spacy.tokens import DocBin
 from spacy.training import Example
 from thinc.api import fix_random_seed
+from util import run_cli, write
 
 from spacy_ntk_ner.annotate import Settings, annotate
 from spacy_ntk_ner.bio import BIOError, space_after

@@ -2,7 +2,7 @@ from pathlib import Path
 from typing import List, Tuple
 
 import pytest
-from conftest import write
+from util import write
 
 from spacy_ntk_ner.bio import BIOError, Repair, detect_dialect, read_sentences, space_after
 

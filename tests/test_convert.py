@@ -4,10 +4,10 @@ from typing import List, Tuple
 
 import pytest
 import spacy
-from conftest import run_cli, write
 from spacy.tokens import Doc, DocBin
 from spacy.training import Corpus
 from spacy.vocab import Vocab
+from util import run_cli, write
 
 from spacy_ntk_ner.bio import DocRecord
 from spacy_ntk_ner.convert import ReadOptions, assign_split, convert, read_bio, record_to_doc

@@ -11,11 +11,11 @@ from typing import Any, Dict
 
 import pytest
 import spacy
-from conftest import run_cli, write
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 from thinc.api import fix_random_seed
+from util import run_cli, write
 
 from spacy_ntk_ner import calibration, cli
 from spacy_ntk_ner import export as export_module

@@ -282,16 +282,22 @@ def test_v2_bad_head_lr_scale_is_named() -> None:
         nlp.add_pipe("ntk_ner", config={"model": {**V2_MODEL, "head_lr_scale": 0.0}})
 
 
+def trained_3_steps(k: int) -> Tuple[Language, List[Example]]:
+    """A pipeline with k passes (alpha 5, no warm-up) after 3 updates without dropout."""
+    fix_random_seed(0)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("ntk_ner", config={"k": k, "alpha": 5.0})
+    examples = make_examples(nlp)
+    optimizer = nlp.initialize(lambda: examples)
+    for _ in range(3):
+        nlp.update(examples, sgd=optimizer, drop=0.0)
+    return nlp, examples
+
+
 def test_k2_loss_differs_from_k1() -> None:
     losses = {}
     for k in (1, 2):
-        fix_random_seed(0)
-        nlp = spacy.blank("en")
-        nlp.add_pipe("ntk_ner", config={"k": k, "alpha": 5.0})
-        examples = make_examples(nlp)
-        optimizer = nlp.initialize(lambda: examples)
-        for _ in range(3):
-            nlp.update(examples, sgd=optimizer, drop=0.0)
+        nlp, examples = trained_3_steps(k)
         fix_random_seed(1)
         losses[k] = nlp.update(examples, drop=0.5)["ntk_ner"]
     assert losses[1] > 0 and losses[2] > 0
@@ -304,13 +310,7 @@ def test_k2_at_dropout_0_equals_k1() -> None:
     grads = {}
     losses = {}
     for k in (1, 2):
-        fix_random_seed(0)
-        nlp = spacy.blank("en")
-        nlp.add_pipe("ntk_ner", config={"k": k, "alpha": 5.0})
-        examples = make_examples(nlp)
-        optimizer = nlp.initialize(lambda: examples)
-        for _ in range(3):
-            nlp.update(examples, sgd=optimizer, drop=0.0)
+        nlp, examples = trained_3_steps(k)
         losses[k] = nlp.update(examples, drop=0.0)["ntk_ner"]
         model = nlp.get_pipe("ntk_ner").model
         grads[k] = {

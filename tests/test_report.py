@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 import spacy
-from conftest import run_cli
 from spacy.tokens import Doc, DocBin
 from spacy.training import Example
+from util import run_cli
 
 from spacy_ntk_ner.confidence import expected_calibration_error
 from spacy_ntk_ner.report import format_table

@@ -1,9 +1,7 @@
 """The transformer path: mixed precision's gradient, one encoder pass per update, and
 the encoders that k > 1 cannot use. On the CPU, with a tiny random BERT."""
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Dict, Iterator, List
 
 import numpy
@@ -14,6 +12,7 @@ from spacy.training import Example
 from spacy.training.loop import subdivide_batch
 from spacy.util import load_model_from_config
 from thinc.api import Config, fix_random_seed
+from util import load_script
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN = [
@@ -27,14 +26,6 @@ TRAIN = [
 # thinc's autocast asks for CUDA; on the CPU it warns and runs in float32, which is
 # what these tests want (the gradient scaler is what they emulate).
 CPU_AUTOCAST = "ignore:CUDA is not available or torch_xla is imported. Disabling autocast"
-
-
-def load_script(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

@@ -1,32 +1,23 @@
 """The training workflow: configs, a transformer pipeline end to end on the CPU, and a
 packaged wheel that installs and loads by name in a fresh virtual environment."""
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import List
 
 import pytest
 import spacy
 from thinc.api import Config
+from util import load_script
 
 from spacy_ntk_ner.convert import ReadOptions, convert
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = ["cpu", "cpu-ner", "trf", "trf-ner"]
 SAMPLE = REPO / "assets" / "sample.bio"
-
-
-def load_script(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def run(cmd: List[str], cwd: Path, **extra_env: str) -> subprocess.CompletedProcess:
