@@ -20,6 +20,7 @@ from .convert import ReadOptions, convert, format_convert_report
 from .export import export
 from .inputs import INPUT_FORMATS, ON_ERROR, InputOptions
 from .report import evaluate, format_table, visualize
+from .report_html import evaluate_with_report
 
 # Inputs smaller than this finish before a progress bar is worth drawing.
 PROGRESS_MIN_BYTES = 32 * 1024 * 1024
@@ -148,6 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--output", type=Path, default=None, metavar="METRICS.json")
     ev.add_argument("--table", type=Path, default=None, metavar="TABLE.md")
     ev.add_argument("--gpu-id", type=int, default=-1)
+    ev.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write DIR/index.html: the table, plots of the scores and the worst "
+        "cases (needs matplotlib: the [report] extra)",
+    )
     cal = sub.add_parser(
         "calibrate",
         help="fit the entity-score calibration of a pipeline's ntk_ner on dev data",
@@ -352,8 +361,15 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    metrics = evaluate(args.model, args.data, args.output, args.table, args.gpu_id)
+    if args.report is None:
+        metrics = evaluate(args.model, args.data, args.output, args.table, args.gpu_id)
+    else:
+        metrics = evaluate_with_report(
+            args.model, args.data, args.report, args.output, args.table, args.gpu_id
+        )
     print(format_table(metrics))
+    if args.report is not None:
+        print(f"Wrote the report: {args.report / 'index.html'}")
     return 0
 
 
