@@ -23,60 +23,178 @@ from spacy.util import registry
 from .atomic import replace_dir
 from .confidence import (
     IDENTITY,
+    MIN_LABEL_ENTITIES,
+    apply_calibration,
     apply_platt,
+    choose_threshold,
     expected_calibration_error,
+    fit_calibration,
     fit_platt,
+    labelled_entities,
     scored_entities,
 )
 from .docbin import load_examples
 from .ner import NTKEntityRecognizer
 
+Calibration = Tuple[List[float], Dict[str, List[float]]]
+
+
+def _calibration_of(pipe: NTKEntityRecognizer) -> Calibration:
+    """RETURNS (Calibration): The component's shared map and its maps per label."""
+    shared = list(pipe.cfg.get("calibration", IDENTITY))
+    return shared, dict(pipe.cfg.get("calibration_per_label") or {})
+
+
+def _set_calibration(pipe: NTKEntityRecognizer, calibration: Calibration) -> None:
+    shared, per_label = calibration
+    pipe.cfg["calibration"] = [float(x) for x in shared]
+    pipe.cfg["calibration_per_label"] = {k: [float(x) for x in v] for k, v in per_label.items()}
+
 
 def _uncalibrated_predictions(
     nlp: Language, examples: Sequence[Any]
-) -> Tuple[List[Tuple[str, Any]], List[Any], Dict[str, List[float]]]:
+) -> Tuple[List[Tuple[str, Any]], List[Any], Dict[str, Calibration]]:
     """Annotate the examples' texts with every ntk_ner component's calibration off.
 
     RETURNS (Tuple[list, list, dict]): The (name, component) pairs, the annotated docs,
         and each component's calibration as it was (the components are left without).
     """
     pipes = [(n, p) for n, p in nlp.pipeline if isinstance(p, NTKEntityRecognizer)]
-    saved = {name: pipe.cfg.get("calibration", list(IDENTITY)) for name, pipe in pipes}
+    saved = {name: _calibration_of(pipe) for name, pipe in pipes}
     for _, pipe in pipes:
-        pipe.cfg["calibration"] = list(IDENTITY)
+        _set_calibration(pipe, (list(IDENTITY), {}))
     try:
         docs = list(nlp.pipe(eg.predicted.copy() for eg in examples))
     except Exception:
         for name, pipe in pipes:
-            pipe.cfg["calibration"] = saved[name]
+            _set_calibration(pipe, saved[name])
         raise
     return pipes, docs, saved
 
 
-def calibrate(nlp: Language, examples: Sequence[Any]) -> Dict[str, Dict[str, Any]]:
-    """Fit the score calibration of every `ntk_ner` component of a pipeline.
+def _dev_entities(
+    docs: Sequence[Any], examples: Sequence[Any], spans_key: str
+) -> Tuple[List[float], List[bool], List[str], List[int]]:
+    """Each predicted entity's score, rightness, label and half (docs dealt in turn)."""
+    scores: List[float] = []
+    correct: List[bool] = []
+    labels: List[str] = []
+    folds: List[int] = []
+    for i, (doc, eg) in enumerate(zip(docs, examples)):
+        s, c, lab = labelled_entities([(doc, eg.reference)], spans_key)
+        scores += s
+        correct += c
+        labels += lab
+        folds += [i % 2] * len(s)
+    return scores, correct, labels, folds
 
-    nlp (Language): The pipeline; its components' cfg is updated in place.
+
+def check_target(option: str, value: Optional[float]) -> None:
+    """Refuse a target precision or recall outside (0, 1), naming the option."""
+    if value is not None and not 0.0 < value < 1.0:
+        raise ValueError(f"{option}: must be between 0 and 1 (both excluded), not {value}")
+
+
+def calibrate(
+    nlp: Language,
+    examples: Sequence[Any],
+    target_precision: Optional[float] = None,
+    target_recall: Optional[float] = None,
+) -> Dict[str, Dict[str, Any]]:
+    """Fit the score calibration of every `ntk_ner` component of a pipeline: a shared
+    Platt map, and maps per label (for labels with enough dev entities) where they
+    lower the cross-fitted calibration error; with a target, also set the threshold.
+
+    nlp (Language): The pipeline; its components' cfg (and, with a target, the
+        pipeline's config and meta) are updated in place.
     examples (Sequence[Example]): Held-in dev examples with gold entities.
-    RETURNS (Dict[str, Dict[str, Any]]): Per component: the parameters, and the
-        expected calibration error on `examples` before and after.
+    target_precision (Optional[float]): Set `threshold` to the lowest score at which
+        the precision on `examples` is at least this by a 95% Wilson lower bound.
+    target_recall (Optional[float]): Or to the highest at which the recall is.
+    RETURNS (Dict[str, Dict[str, Any]]): Per component: the parameters, the expected
+        calibration error before and after (overall; cross-fitted per label), and
+        with a target the threshold chosen and the precision and recall there.
     """
+    check_target("--target-precision", target_precision)
+    check_target("--target-recall", target_recall)
     pipes, docs, saved = _uncalibrated_predictions(nlp, examples)
+    n_gold = sum(len(eg.reference.ents) for eg in examples)
     report: Dict[str, Dict[str, Any]] = {}
     for name, pipe in pipes:
-        pairs = [(d, eg.reference) for d, eg in zip(docs, examples)]
-        scores, correct = scored_entities(pairs, pipe.cfg["spans_key"])
-        params = fit_platt(scores, correct)
-        pipe.cfg["calibration"] = list(params) if params is not None else saved[name]
-        after = apply_platt(numpy.asarray(scores), pipe.cfg["calibration"]).tolist()
+        scores, correct, labels, folds = _dev_entities(docs, examples, pipe.cfg["spans_key"])
+        fit = fit_calibration(scores, correct, labels, folds)
+        fitted = fit["shared"] is not None
+        _set_calibration(pipe, (list(fit["shared"]), fit["per_label"]) if fitted else saved[name])
+        after = _calibrated_scores(pipe, scores, labels)
         report[name] = {
             "params": pipe.cfg["calibration"],
-            "fitted": params is not None,
+            "per_label": pipe.cfg["calibration_per_label"],
+            "fitted": fitted,
             "n": len(scores),
             "ece_before": expected_calibration_error(scores, correct)["ece"],
             "ece_after": expected_calibration_error(after, correct)["ece"],
+            "ece_cross_fitted": {"shared": fit["ece_shared"], "per_label": fit["ece_per_label"]},
+            "labels": fit["labels"],
         }
+        if target_precision is not None or target_recall is not None:
+            chosen = _choose(after, correct, n_gold, target_precision, target_recall)
+            _set_threshold(nlp, name, chosen)
+            report[name]["target"] = chosen
     return report
+
+
+def _calibrated_scores(
+    pipe: NTKEntityRecognizer, scores: Sequence[float], labels: Sequence[str]
+) -> List[float]:
+    """The scores through the component's calibration, as its decoder applies it."""
+    names = pipe.labels
+    index = {label: i for i, label in enumerate(names)}
+    label_idx = numpy.asarray([index.get(x, -1) for x in labels], dtype="int64")
+    shared, per_label = _calibration_of(pipe)
+    raw = numpy.asarray(scores, dtype="float64")
+    return apply_calibration(raw, label_idx, names, shared, per_label).tolist()
+
+
+def _choose(
+    scores: Sequence[float],
+    correct: Sequence[bool],
+    n_gold: int,
+    precision: Optional[float],
+    recall: Optional[float],
+) -> Dict[str, Any]:
+    """The threshold for the target, or a one-line error naming the option and the
+    best that the dev data reaches."""
+    chosen = choose_threshold(scores, correct, n_gold, precision=precision, recall=recall)
+    option, what, target = (
+        ("--target-precision", "precision", precision)
+        if precision is not None
+        else ("--target-recall", "recall", recall)
+    )
+    if not chosen["reached"]:
+        raise ValueError(
+            f"{option}: {target} is not reachable on the dev data at any threshold: the best "
+            f"{what} reachable is {chosen['best']:.3f} (95% Wilson lower bound, "
+            f"{len(scores)} predicted and {n_gold} gold entities)"
+        )
+    return {"target": {what: target}, **chosen}
+
+
+def _set_threshold(nlp: Language, name: str, chosen: Dict[str, Any]) -> None:
+    """Set the component's threshold live and in the config that is saved (settings
+    come from the config at load), and record the target and the dev figures in meta."""
+    threshold = chosen["cut"]
+    pipe = nlp.get_pipe(name)
+    assert isinstance(pipe, NTKEntityRecognizer)
+    pipe.cfg["threshold"] = threshold
+    nlp.get_pipe_config(name)["threshold"] = threshold
+    nlp.meta.setdefault("ntk_ner", {})[name] = {
+        "target": chosen["target"],
+        "threshold": threshold,
+        "dev": {k: chosen[k] for k in DEV_FIGURES},
+    }
+
+
+DEV_FIGURES = ("precision", "recall", "precision_lower", "recall_lower", "kept", "right")
 
 
 @registry.callbacks("spacy_ntk_ner.calibrate.v1")
@@ -116,7 +234,7 @@ def cross_fitted_ece(
     """
     pipes, docs, saved = _uncalibrated_predictions(nlp, examples)
     for name, pipe in pipes:
-        pipe.cfg["calibration"] = saved[name]
+        _set_calibration(pipe, saved[name])
     result: Dict[str, Dict[str, Any]] = {}
     for name, pipe in pipes:
         per_fold = []
@@ -142,7 +260,11 @@ def cross_fitted_ece(
 
 
 def calibrate_saved(
-    model: str, data: Path, output: Optional[Path] = None
+    model: str,
+    data: Path,
+    output: Optional[Path] = None,
+    target_precision: Optional[float] = None,
+    target_recall: Optional[float] = None,
 ) -> Tuple[Dict[str, Dict[str, Any]], Path]:
     """Fit the calibration of a saved pipeline's `ntk_ner` components on dev data and
     save the pipeline: in place, or into `output`. It is written beside the target and
@@ -151,14 +273,21 @@ def calibrate_saved(
     model (str): A pipeline folder (or, with `output`, a package name).
     data (Path): Dev data: a `.spacy` file or a folder of them.
     output (Optional[Path]): Where to save; None: `model` itself.
+    target_precision (Optional[float]): Also set the threshold for this precision.
+    target_recall (Optional[float]): Or for this recall (see `calibrate`).
     RETURNS (Tuple[Dict[str, Dict[str, Any]], Path]): What `calibrate` reports, and
         where the pipeline was saved.
     """
+    check_target("--target-precision", target_precision)
+    check_target("--target-recall", target_recall)
     target = _calibrate_target(model, output)
     nlp = spacy.load(model)
-    report = calibrate(nlp, load_examples(nlp, data))
+    report = calibrate(nlp, load_examples(nlp, data), target_precision, target_recall)
     if not report:
         raise ValueError(f"{model}: the pipeline has no ntk_ner component")
+    for name, entry in nlp.meta.get("ntk_ner", {}).items():
+        if "target" in report.get(name, {}):
+            entry["dev"]["data"] = str(data)
     replace_dir(target, nlp.to_disk)
     return report, target
 
@@ -181,3 +310,53 @@ def _calibrate_target(model: str, output: Optional[Path]) -> Path:
             "name a new or empty folder"
         )
     return output
+
+
+def _f3(x: Optional[float]) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def format_calibration(name: str, r: Dict[str, Any], data: Path) -> str:
+    """Lay out what `calibrate` did to one component, for the terminal.
+
+    name (str): The component's name.
+    r (Dict[str, Any]): Its entry of `calibrate`'s report.
+    data (Path): The dev data.
+    RETURNS (str): The lines.
+    """
+    if not r["n"]:
+        return f"{name}: predicted no entity on {data}; calibration kept"
+    a, b = r["params"]
+    fitted = "fitted" if r["fitted"] else "kept (too little data to fit)"
+    lines = [
+        f"{name}: a={a:.3f} b={b:.3f} {fitted}; expected calibration error on "
+        f"{r['n']} entities {_f3(r['ece_before'])} -> {_f3(r['ece_after'])}"
+    ]
+    cross = r["ece_cross_fitted"]
+    used = "used" if r["per_label"] else "not used"
+    lines.append(
+        f"  maps per label (labels with {MIN_LABEL_ENTITIES}+ entities): {used}; "
+        f"cross-fitted error {_f3(cross['shared'])} with one map, "
+        f"{_f3(cross['per_label'])} with maps per label"
+    )
+    for label, row in r["labels"].items():
+        own = r["per_label"].get(label)
+        which = f"own map a={own[0]:.3f} b={own[1]:.3f}" if own else "shared map"
+        lines.append(
+            f"  {label}: {row['n']} entities, {which}; cross-fitted error "
+            f"{_f3(row['ece_shared'])} shared, {_f3(row['ece_per_label'])} per label"
+        )
+    if "target" in r:
+        lines.append(format_target(r["target"]))
+    return "\n".join(lines)
+
+
+def format_target(t: Dict[str, Any]) -> str:
+    """RETURNS (str): The threshold chosen for a target, and the dev figures there."""
+    ((what, value),) = t["target"].items()
+    return (
+        f"  threshold {t['cut']:.4f} for {what} >= {value} (95% lower bound): on the dev "
+        f"data precision {t['precision']:.3f} (lower bound {t['precision_lower']:.3f}), "
+        f"recall {t['recall']:.3f} (lower bound {t['recall_lower']:.3f}); "
+        f"{t['right']} of {t['kept']} entities kept are right"
+    )

@@ -15,11 +15,12 @@ from typing import Any, Callable, Dict, Optional, Sequence
 
 from .annotate import Settings, annotate, format_annotate_report
 from .bio import DELIMITERS, FORMATS, ON_INVALID, SCHEMES, BIOError, iter_files
-from .calibration import calibrate_saved
+from .calibration import calibrate_saved, format_calibration
 from .convert import ReadOptions, convert, format_convert_report
 from .export import export
 from .inputs import INPUT_FORMATS, ON_ERROR, InputOptions
 from .report import evaluate, format_table, visualize
+from .report_html import evaluate_with_report
 
 # Inputs smaller than this finish before a progress bar is worth drawing.
 PROGRESS_MIN_BYTES = 32 * 1024 * 1024
@@ -148,6 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--output", type=Path, default=None, metavar="METRICS.json")
     ev.add_argument("--table", type=Path, default=None, metavar="TABLE.md")
     ev.add_argument("--gpu-id", type=int, default=-1)
+    ev.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write DIR/index.html: the table, plots of the scores and the worst "
+        "cases (needs matplotlib: the [report] extra)",
+    )
     cal = sub.add_parser(
         "calibrate",
         help="fit the entity-score calibration of a pipeline's ntk_ner on dev data",
@@ -161,6 +170,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="where to save the calibrated pipeline (default: MODEL itself)",
     )
+    target = cal.add_mutually_exclusive_group()
+    target.add_argument(
+        "--target-precision",
+        type=_number,
+        default=None,
+        metavar="P",
+        help="also set the threshold to the lowest score at which the precision on "
+        "DEV is at least P by a 95%% Wilson lower bound (0 < P < 1)",
+    )
+    target.add_argument(
+        "--target-recall",
+        type=_number,
+        default=None,
+        metavar="R",
+        help="or to the highest score at which the recall is at least R that way",
+    )
     vis = sub.add_parser("visualize", help="draw a pipeline's scored entities as a displaCy page")
     vis.add_argument("model", metavar="MODEL")
     vis.add_argument("data", type=Path, metavar="DOCBIN_OR_DIR")
@@ -168,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     vis.add_argument("--limit", type=_at_least_one, default=50, help="at most N docs (1 or more)")
     _add_annotate_parser(sub)
     return parser
+
+
+def _number(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
 
 
 def _threshold(value: str) -> float:
@@ -329,8 +361,15 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    metrics = evaluate(args.model, args.data, args.output, args.table, args.gpu_id)
+    if args.report is None:
+        metrics = evaluate(args.model, args.data, args.output, args.table, args.gpu_id)
+    else:
+        metrics = evaluate_with_report(
+            args.model, args.data, args.report, args.output, args.table, args.gpu_id
+        )
     print(format_table(metrics))
+    if args.report is not None:
+        print(f"Wrote the report: {args.report / 'index.html'}")
     return 0
 
 
@@ -341,17 +380,11 @@ def _visualize(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    report, output = calibrate_saved(args.model, args.data, args.output)
+    report, output = calibrate_saved(
+        args.model, args.data, args.output, args.target_precision, args.target_recall
+    )
     for name, r in report.items():
-        a, b = r["params"]
-        if not r["n"]:
-            print(f"{name}: predicted no entity on {args.data}; calibration kept")
-            continue
-        fitted = "fitted" if r["fitted"] else "kept (too little data to fit)"
-        print(
-            f"{name}: a={a:.3f} b={b:.3f} {fitted}; expected calibration error on "
-            f"{r['n']} entities {r['ece_before']:.3f} -> {r['ece_after']:.3f}"
-        )
+        print(format_calibration(name, r, args.data))
     where = "in place" if args.output is None else "to the new folder"
     print(f"Saved {where}: {output}")
     return 0

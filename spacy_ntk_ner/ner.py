@@ -43,7 +43,7 @@ from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from thinc.types import Floats2d
 
 from . import crf
-from .confidence import IDENTITY, apply_platt
+from .confidence import IDENTITY, apply_calibration
 from .crf import TagScheme
 from .models import HEAD_LR_SCALE
 
@@ -174,6 +174,8 @@ class NTKEntityRecognizer(TrainablePipe):
             "overwrite_ents": overwrite_ents,
             # Platt scaling of the entity scores, fitted by `calibration.calibrate`.
             "calibration": list(IDENTITY),
+            # Maps of their own for labels with enough dev entities, by label name.
+            "calibration_per_label": {},
         }
         self._tag_scheme: Optional[TagScheme] = None
         self._n_updates = 0
@@ -317,8 +319,8 @@ class NTKEntityRecognizer(TrainablePipe):
         if not found:
             return result
         log_probs = xp.concatenate([log_p for _, _, log_p in found])
-        calibration = self.cfg.get("calibration", IDENTITY)
-        probs = iter(apply_platt(ops.to_numpy(xp.exp(log_probs)), calibration).tolist())
+        label_idx = numpy.concatenate([spans[3] for _, spans, _ in found])
+        probs = iter(self._calibrated(ops.to_numpy(xp.exp(log_probs)), label_idx).tolist())
         for bucket, (doc_idx, starts, ends, label_idx), _ in found:
             for d, s, e, lab in zip(
                 doc_idx.tolist(), starts.tolist(), ends.tolist(), label_idx.tolist()
@@ -326,6 +328,17 @@ class NTKEntityRecognizer(TrainablePipe):
                 p = next(probs)
                 result[bucket[d]].append((s, e + 1, lab, float(min(max(p, 0.0), 1.0))))
         return result
+
+    def _calibrated(self, probs: numpy.ndarray, label_idx: numpy.ndarray) -> numpy.ndarray:
+        """The entities' span probabilities through the fitted calibration: the map of
+        their label where it has one, the shared one otherwise."""
+        return apply_calibration(
+            probs,
+            label_idx,
+            self.labels,
+            self.cfg.get("calibration", IDENTITY),
+            self.cfg.get("calibration_per_label") or {},
+        )
 
     def _decode_bucket(self, emissions: List[Floats2d]) -> Tuple[Any, Any, Any]:
         """The padded emissions, lengths and Viterbi paths of docs of similar length,
@@ -648,17 +661,23 @@ class NTKEntityRecognizer(TrainablePipe):
                 f"sets scheme {self.cfg['scheme']!r}; load with scheme = {scheme!r}"
             )
         labels = saved.get("labels", [])
-        calibration = saved.get("calibration", list(IDENTITY))
         if not isinstance(labels, list) or not all(isinstance(x, str) and x for x in labels):
             raise ValueError(f"{where}: 'labels' must be a list of label names")
-        if not (
-            isinstance(calibration, list)
-            and len(calibration) == 2
-            and all(isinstance(x, (int, float)) for x in calibration)
-        ):
+        calibration = saved.get("calibration", list(IDENTITY))
+        if not _is_platt(calibration):
             raise ValueError(f"{where}: 'calibration' must be two numbers [a, b]")
+        # Absent from pipelines calibrated before there were maps per label.
+        per_label = saved.get("calibration_per_label", {})
+        if not (
+            isinstance(per_label, dict)
+            and all(k in labels and _is_platt(v) for k, v in per_label.items())
+        ):
+            raise ValueError(
+                f"{where}: 'calibration_per_label' must map saved labels to two numbers [a, b]"
+            )
         self.cfg["labels"] = list(labels)
         self.cfg["calibration"] = [float(x) for x in calibration]
+        self.cfg["calibration_per_label"] = {k: [float(x) for x in v] for k, v in per_label.items()}
         for label in labels:
             self.vocab.strings.add(label)
         self._tag_scheme = None
@@ -708,6 +727,15 @@ class _HeadScaledOptimizer:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sgd, name)
+
+
+def _is_platt(params: Any) -> bool:
+    """RETURNS (bool): Whether `params` is a Platt map [a, b] as a saved cfg holds it."""
+    return (
+        isinstance(params, list)
+        and len(params) == 2
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in params)
+    )
 
 
 def _read_json(read: Callable[[], Any], where: str) -> Any:

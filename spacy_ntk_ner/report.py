@@ -4,31 +4,81 @@ scores) and draw its entities with their scores as a displaCy page."""
 import json
 import time
 import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .confidence import expected_calibration_error, scored_entities
+import numpy
+
+from .atomic import atomic_file
+from .confidence import (
+    IDENTITY,
+    brier_score,
+    expected_calibration_error,
+    invert_calibration,
+    labelled_entities,
+    precision_recall_at,
+)
 from .docbin import load_examples
 from .ner import NTKEntityRecognizer
 
+# Thresholds at which `evaluate` gives precision and recall, besides the configured one.
+THRESHOLDS = (0.5, 0.7, 0.9)
 
-def evaluate(
-    model: Path,
-    data: Path,
-    output: Optional[Path] = None,
-    table: Optional[Path] = None,
-    gpu_id: int = -1,
-) -> Dict[str, Any]:
-    """Score a pipeline on a DocBin file or folder: spaCy's entity P/R/F overall and
+PALETTE = (
+    "#7aecec",
+    "#bfeeb7",
+    "#feca74",
+    "#ff9561",
+    "#aa9cfc",
+    "#c887fb",
+    "#9cc9cc",
+    "#ffeb80",
+    "#ff8197",
+    "#f0d0ff",
+    "#bfe1d9",
+    "#e4e7d2",
+)
+
+
+def label_color(label: str) -> str:
+    """RETURNS (str): A displaCy colour for an entity label, the same on every run."""
+    return PALETTE[zlib.crc32(label.encode()) % len(PALETTE)]
+
+
+@dataclass
+class ScoredEntity:
+    """A predicted entity of an evaluated doc: where it is, its score, and whether the
+    reference has it exactly."""
+
+    example: int
+    start_char: int
+    end_char: int
+    label: str
+    score: float
+    correct: bool
+
+
+@dataclass
+class Evaluation:
+    """What `run_evaluation` found: the metrics, the annotated examples, and per
+    `ntk_ner` component its scored entities and its uncalibrated scores."""
+
+    metrics: Dict[str, Any]
+    examples: List[Any]
+    entities: Dict[str, List[ScoredEntity]] = field(default_factory=dict)
+    raw_scores: Dict[str, List[float]] = field(default_factory=dict)
+
+
+def run_evaluation(model: Any, data: Path, gpu_id: int = -1) -> Evaluation:
+    """Annotate the data with a pipeline and score it: spaCy's entity P/R/F overall and
     per label, words per second, and for each `ntk_ner` component the calibration of
-    its entity scores.
+    its entity scores (see `confidence_metrics`).
 
-    model (Path): The pipeline folder or package name.
+    model (Any): The pipeline folder or package name.
     data (Path): A `.spacy` file or a folder of them.
-    output (Optional[Path]): Where to write the JSON.
-    table (Optional[Path]): Where to write a Markdown table per label.
     gpu_id (int): GPU to use, -1 for the CPU.
-    RETURNS (Dict[str, Any]): The metrics.
+    RETURNS (Evaluation): The metrics, and what a report draws.
     """
     import spacy
     from spacy.scorer import Scorer
@@ -48,44 +98,175 @@ def evaluate(
     scores_all = Scorer(nlp).score(examples)
     metrics: Dict[str, Any] = {k: v for k, v in scores_all.items() if k.startswith("ents")}
     metrics["speed"] = sum(len(doc) for doc in docs) / max(elapsed, 1e-9)
+    evaluation = Evaluation(metrics, examples)
+    n_gold = sum(len(eg.reference.ents) for eg in examples)
+    targets = nlp.meta.get("ntk_ner") or {}
     for name, pipe in nlp.pipeline:
         if isinstance(pipe, NTKEntityRecognizer):
-            pairs = ((eg.predicted, eg.reference) for eg in examples)
-            scores, correct = scored_entities(pairs, pipe.cfg["spans_key"])
-            metrics.setdefault("calibration", {})[name] = expected_calibration_error(
-                scores, correct
-            )
-    if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(metrics, indent=2) + "\n", "utf8")
-    if table is not None:
-        table.parent.mkdir(parents=True, exist_ok=True)
-        table.write_text(format_table(metrics) + "\n", "utf8")
+            ents = component_entities(examples, pipe.cfg["spans_key"])
+            raw = uncalibrated(ents, pipe)
+            cal = confidence_metrics(ents, raw, n_gold, pipe.cfg["threshold"])
+            if name in targets:
+                cal["target"] = targets[name]
+            metrics.setdefault("calibration", {})[name] = cal
+            evaluation.entities[name] = ents
+            evaluation.raw_scores[name] = raw
+    return evaluation
+
+
+def evaluate(
+    model: Any,
+    data: Path,
+    output: Optional[Path] = None,
+    table: Optional[Path] = None,
+    gpu_id: int = -1,
+) -> Dict[str, Any]:
+    """Score a pipeline on a DocBin file or folder (see `run_evaluation`) and write the
+    metrics as JSON and a Markdown table.
+
+    model (Any): The pipeline folder or package name.
+    data (Path): A `.spacy` file or a folder of them.
+    output (Optional[Path]): Where to write the JSON.
+    table (Optional[Path]): Where to write a Markdown table per label.
+    gpu_id (int): GPU to use, -1 for the CPU.
+    RETURNS (Dict[str, Any]): The metrics.
+    """
+    metrics = run_evaluation(model, data, gpu_id).metrics
+    write_metrics(metrics, output, table)
     return metrics
 
 
+def write_metrics(metrics: Dict[str, Any], output: Optional[Path], table: Optional[Path]) -> None:
+    """Write the metrics as JSON to `output` and as Markdown to `table` (each if given)."""
+    if output is not None:
+        with atomic_file(output) as fh:
+            fh.write(json.dumps(metrics, indent=2) + "\n")
+    if table is not None:
+        with atomic_file(table) as fh:
+            fh.write(format_table(metrics) + "\n")
+
+
+def component_entities(examples: Sequence[Any], spans_key: str) -> List[ScoredEntity]:
+    """Every scored entity a component predicted on the examples.
+
+    examples (Sequence[Example]): Annotated examples.
+    spans_key (str): Where the component put its scored spans.
+    RETURNS (List[ScoredEntity]): The entities, in order.
+    """
+    found: List[ScoredEntity] = []
+    for i, eg in enumerate(examples):
+        scores, correct, labels = labelled_entities([(eg.predicted, eg.reference)], spans_key)
+        spans = eg.predicted.spans.get(spans_key) or []
+        for span, score, right, label in zip(spans, scores, correct, labels):
+            found.append(ScoredEntity(i, span.start_char, span.end_char, label, score, right))
+    return found
+
+
+def uncalibrated(ents: Sequence[ScoredEntity], pipe: NTKEntityRecognizer) -> List[float]:
+    """The entities' scores before the component's calibration (the maps are undone)."""
+    index = {label: i for i, label in enumerate(pipe.labels)}
+    label_idx = numpy.asarray([index.get(e.label, -1) for e in ents], dtype="int64")
+    raw = invert_calibration(
+        numpy.asarray([e.score for e in ents], dtype="float64"),
+        label_idx,
+        pipe.labels,
+        pipe.cfg.get("calibration", IDENTITY),
+        pipe.cfg.get("calibration_per_label") or {},
+    )
+    return raw.tolist()
+
+
+def confidence_metrics(
+    ents: Sequence[ScoredEntity], raw: Sequence[float], n_gold: int, threshold: float
+) -> Dict[str, Any]:
+    """How well a component's entity scores serve as confidence.
+
+    ents (Sequence[ScoredEntity]): Its scored entities.
+    raw (Sequence[float]): Their scores before calibration.
+    n_gold (int): Gold entities in the data.
+    threshold (float): The component's configured threshold.
+    RETURNS (Dict[str, Any]): "ece", "n", "bins" (calibrated scores), "ece_raw",
+        "bins_raw", "brier", "per_label" ({label: n, ece, brier}), "threshold", and
+        "at_thresholds" (precision and recall at 0.5, 0.7, 0.9 and the configured one).
+    """
+    scores = [e.score for e in ents]
+    correct = [e.correct for e in ents]
+    result = expected_calibration_error(scores, correct)
+    before = expected_calibration_error(raw, correct)
+    result.update(ece_raw=before["ece"], bins_raw=before["bins"])
+    result["brier"] = brier_score(scores, correct)
+    per_label: Dict[str, Any] = {}
+    for label in sorted({e.label for e in ents}):
+        s = [e.score for e in ents if e.label == label]
+        c = [e.correct for e in ents if e.label == label]
+        ece = expected_calibration_error(s, c)["ece"]
+        per_label[label] = {"n": len(s), "ece": ece, "brier": brier_score(s, c)}
+    result["per_label"] = per_label
+    result["threshold"] = threshold
+    points = sorted(set(THRESHOLDS) | {float(threshold)})
+    result["at_thresholds"] = precision_recall_at(scores, correct, n_gold, points)
+    return result
+
+
+def _pct(x: Optional[float]) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def _f3(x: Optional[float]) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
 def format_table(metrics: Dict[str, Any]) -> str:
-    """Lay out entity scores per label as a Markdown table.
+    """Lay out entity scores per label as a Markdown table, then for each `ntk_ner`
+    component the calibration of its scores and precision and recall at thresholds.
 
     metrics (Dict[str, Any]): What `evaluate` returns.
-    RETURNS (str): The table, then the calibration line of each component.
+    RETURNS (str): The Markdown.
     """
-
-    def pct(x: Optional[float]) -> str:
-        return "-" if x is None else f"{100 * x:.1f}"
-
-    rows = ["| label | P | R | F |", "| --- | ---: | ---: | ---: |"]
+    calibration = metrics.get("calibration") or {}
+    ece_of: Dict[str, Optional[float]] = {}
+    for cal in reversed(list(calibration.values())):
+        ece_of.update({k: v["ece"] for k, v in (cal.get("per_label") or {}).items()})
+    rows = ["| label | P | R | F | ECE |", "| --- | ---: | ---: | ---: | ---: |"]
     per_type = metrics.get("ents_per_type") or {}
     for label in sorted(per_type):
         t = per_type[label]
-        rows.append(f"| {label} | {pct(t['p'])} | {pct(t['r'])} | {pct(t['f'])} |")
+        rows.append(
+            f"| {label} | {_pct(t['p'])} | {_pct(t['r'])} | {_pct(t['f'])} "
+            f"| {_f3(ece_of.get(label))} |"
+        )
     rows.append(
-        f"| **all** | {pct(metrics.get('ents_p'))} | {pct(metrics.get('ents_r'))} "
-        f"| {pct(metrics.get('ents_f'))} |"
+        f"| **all** | {_pct(metrics.get('ents_p'))} | {_pct(metrics.get('ents_r'))} "
+        f"| {_pct(metrics.get('ents_f'))} | - |"
     )
-    for name, cal in (metrics.get("calibration") or {}).items():
-        ece = "-" if cal["ece"] is None else f"{cal['ece']:.3f}"
-        rows.append(f"\n{name}: expected calibration error {ece} over {cal['n']} entities")
+    for name, cal in calibration.items():
+        rows.append("\n" + format_confidence(name, cal))
+    return "\n".join(rows)
+
+
+def format_confidence(name: str, cal: Dict[str, Any]) -> str:
+    """RETURNS (str): A component's calibration line and its table of thresholds."""
+    line = f"{name}: expected calibration error {_f3(cal['ece'])} over {cal['n']} entities"
+    if "ece_raw" in cal:
+        line += f" ({_f3(cal['ece_raw'])} uncalibrated), Brier score {_f3(cal.get('brier'))}"
+    rows = [line]
+    if cal.get("at_thresholds"):
+        rows += ["", "| threshold | P | R | entities kept |", "| ---: | ---: | ---: | ---: |"]
+        for r in cal["at_thresholds"]:
+            mark = " (configured)" if r["threshold"] == cal.get("threshold") else ""
+            rows.append(
+                f"| {r['threshold']:.4g}{mark} | {_pct(r['precision'])} | {_pct(r['recall'])} "
+                f"| {r['kept']} |"
+            )
+    target = cal.get("target")
+    if target:
+        ((what, value),) = target["target"].items()
+        dev = target["dev"]
+        rows.append(
+            f"\nthreshold {target['threshold']:.4f} chosen by `calibrate` for {what} >= "
+            f"{value} (95% lower bound) on {dev.get('data', 'the dev data')}: there "
+            f"precision {_pct(dev['precision'])}, recall {_pct(dev['recall'])}"
+        )
     return "\n".join(rows)
 
 
@@ -104,20 +285,6 @@ def visualize(model: Path, data: Path, output: Path, limit: int = 50) -> int:
     nlp = spacy.load(model)
     keys = [p.cfg["spans_key"] for _, p in nlp.pipeline if isinstance(p, NTKEntityRecognizer)]
     texts = [eg.reference.text for eg in load_examples(nlp, data, limit)]
-    palette = [
-        "#7aecec",
-        "#bfeeb7",
-        "#feca74",
-        "#ff9561",
-        "#aa9cfc",
-        "#c887fb",
-        "#9cc9cc",
-        "#ffeb80",
-        "#ff8197",
-        "#f0d0ff",
-        "#bfe1d9",
-        "#e4e7d2",
-    ]
     colors: Dict[str, str] = {}
     pages = []
     for doc in nlp.pipe(texts):
@@ -131,7 +298,7 @@ def visualize(model: Path, data: Path, output: Path, limit: int = 50) -> int:
         for ent in doc.ents:
             score = score_of.get((ent.start_char, ent.end_char, ent.label_))
             label = ent.label_ if score is None else f"{ent.label_} {score:.2f}"
-            colors[label] = palette[zlib.crc32(ent.label_.encode()) % len(palette)]
+            colors[label] = label_color(ent.label_)
             ents.append({"start": ent.start_char, "end": ent.end_char, "label": label})
         pages.append({"text": doc.text, "ents": ents, "title": None})
     html = displacy.render(pages, style="ent", manual=True, page=True, options={"colors": colors})

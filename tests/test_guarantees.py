@@ -310,7 +310,7 @@ def test_calibrate_with_no_predicted_entity(
 ) -> None:
     # Whether a trained model predicts an entity on some text is up to its weights:
     # the pipeline's scored entities are made empty instead.
-    monkeypatch.setattr(calibration, "scored_entities", lambda pairs, key: ([], []))
+    monkeypatch.setattr(calibration, "labelled_entities", lambda pairs, key: ([], [], []))
     data = pipeline / "data.spacy"
     out = tmp_path / "cal"
     assert cli.main(["calibrate", str(pipeline / "model"), str(data), "--output", str(out)]) == 0

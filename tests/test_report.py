@@ -30,7 +30,7 @@ def test_table_lists_labels_and_calibration() -> None:
             "calibration": {"ntk_ner": {"ece": 0.0123, "n": 7, "bins": []}},
         }
     )
-    assert "| X | 50.0 | 25.0 | 33.3 |" in table
+    assert "| X | 50.0 | 25.0 | 33.3 | - |" in table
     assert "ntk_ner: expected calibration error 0.012 over 7 entities" in table
 
 
@@ -59,7 +59,9 @@ def test_cli_evaluate_and_visualize(pipeline: Path) -> None:
     assert metrics["ents_f"] == 1.0
     assert metrics["calibration"]["ntk_ner"]["n"] == 3
     assert 0.0 <= metrics["calibration"]["ntk_ner"]["ece"] <= 1.0
-    assert "| O | 100.0 | 100.0 | 100.0 |" in (pipeline / "m.md").read_text()
+    table = (pipeline / "m.md").read_text()
+    ece_o = metrics["calibration"]["ntk_ner"]["per_label"]["O"]["ece"]
+    assert f"| O | 100.0 | 100.0 | 100.0 | {ece_o:.3f} |" in table
     res = run_cli(["visualize", "model", "data.spacy", "page.html"], pipeline)
     assert res.returncode == 0, res.stderr
     html = (pipeline / "page.html").read_text()

@@ -1,0 +1,353 @@
+"""An evaluation report as a folder with `index.html`: the per-label table, plots of the
+entity scores (PNG, drawn with matplotlib) and displaCy renderings of the worst cases.
+
+The page needs no network: the plots sit beside it and displaCy's markup carries its
+own styles. matplotlib is optional (`pip install "spacy-ntk-ner[report]"`) and
+imported only by the functions that draw.
+"""
+
+import html
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy
+from spacy import displacy
+
+from .atomic import replace_dir
+from .confidence import precision_recall_at
+from .report import (
+    Evaluation,
+    ScoredEntity,
+    format_confidence,
+    label_color,
+    run_evaluation,
+    write_metrics,
+)
+
+# Lists the files a report folder holds, so that a rerun replaces only a report.
+MANIFEST = ".ntk-report.json"
+# Worst cases drawn per kind.
+N_CASES = 10
+# Characters of context drawn on either side of a case.
+CONTEXT = 160
+
+
+def evaluate_with_report(
+    model: Any,
+    data: Path,
+    report: Path,
+    output: Optional[Path] = None,
+    table: Optional[Path] = None,
+    gpu_id: int = -1,
+) -> Dict[str, Any]:
+    """Evaluate a pipeline (see `report.evaluate`) and write the report folder too.
+
+    model (Any): The pipeline folder or package name.
+    data (Path): A `.spacy` file or a folder of them.
+    report (Path): The folder to write; it is replaced as a whole, and must be new,
+        empty or an earlier report.
+    output (Optional[Path]): Where to write the JSON.
+    table (Optional[Path]): Where to write the Markdown table.
+    gpu_id (int): GPU to use, -1 for the CPU.
+    RETURNS (Dict[str, Any]): The metrics.
+    """
+    check_report_dir(report)
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ValueError('--report: the plots need matplotlib; pip install "spacy-ntk-ner[report]"')
+    evaluation = run_evaluation(model, data, gpu_id)
+    write_metrics(evaluation.metrics, output, table)
+    write_report(report, evaluation)
+    return evaluation.metrics
+
+
+def check_report_dir(report: Path) -> None:
+    """Refuse a folder that holds files an earlier report did not write."""
+    if report.exists() and not report.is_dir():
+        raise ValueError(f"--report: {report} is a file, not a folder")
+    if not report.is_dir():
+        return
+    present = sorted(str(p.relative_to(report)) for p in report.rglob("*") if not p.is_dir())
+    ours: List[str] = []
+    if (report / MANIFEST).is_file():
+        try:
+            ours = list(json.loads((report / MANIFEST).read_text("utf8"))["files"])
+        except (OSError, ValueError, KeyError, TypeError):
+            ours = []
+    foreign = [p for p in present if p not in ours and p != MANIFEST]
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise ValueError(
+            f"--report: {report} holds files this command did not write ({shown}); "
+            "name a new or empty folder"
+        )
+
+
+def write_report(report: Path, evaluation: Evaluation) -> None:
+    """Write the report into a temporary folder beside `report` and swap it in.
+
+    report (Path): The folder.
+    evaluation (Evaluation): What `run_evaluation` found.
+    """
+    check_report_dir(report)
+
+    def write(tmp: Path) -> None:
+        files = _write_files(tmp, evaluation)
+        (tmp / MANIFEST).write_text(json.dumps({"files": files}) + "\n", "utf8")
+
+    replace_dir(report, write)
+
+
+def _write_files(folder: Path, evaluation: Evaluation) -> List[str]:
+    """Draw the plots and write the page; RETURNS the names of the files written."""
+    metrics = evaluation.metrics
+    files: List[str] = []
+    sections: List[str] = [_per_label_table(metrics)]
+    if metrics.get("ents_per_type"):
+        files.append(plot_label_f(metrics["ents_per_type"], folder / "label-f.png"))
+        sections.append(_figure(files[-1], "F per label"))
+    for name, ents in evaluation.entities.items():
+        cal = metrics["calibration"][name]
+        drawn = _plot_component(folder, name, ents, cal, evaluation)
+        files += drawn
+        sections.append(_component_section(name, cal, drawn))
+        sections.append(_worst_cases(evaluation, ents))
+    page = _page(sections)
+    (folder / "index.html").write_text(page, "utf8")
+    return files + ["index.html"]
+
+
+def _plot_component(
+    folder: Path, name: str, ents: Sequence[ScoredEntity], cal: Dict[str, Any], ev: Evaluation
+) -> List[str]:
+    scores = [e.score for e in ents]
+    correct = [e.correct for e in ents]
+    n_gold = sum(len(eg.reference.ents) for eg in ev.examples)
+    return [
+        plot_reliability(cal["bins"], cal["bins_raw"], folder / f"{name}-reliability.png"),
+        plot_thresholds(
+            scores, correct, n_gold, cal["threshold"], folder / f"{name}-thresholds.png"
+        ),
+        plot_histograms(scores, correct, folder / f"{name}-scores.png"),
+    ]
+
+
+# ---- plots (matplotlib is imported here only)
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=100)
+    _pyplot().close(fig)
+    return path.name
+
+
+def plot_reliability(bins: List[Dict[str, Any]], bins_raw: List[Dict[str, Any]], path: Path) -> str:
+    """Reliability diagram: the share of right entities against the mean score, per bin
+    of score, for the calibrated and the uncalibrated scores.
+
+    RETURNS (str): The file's name.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect")
+    for rows, label, marker in ((bins_raw, "uncalibrated", "s"), (bins, "calibrated", "o")):
+        if rows:
+            x = [r["score"] for r in rows]
+            y = [r["accuracy"] for r in rows]
+            ax.plot(x, y, marker=marker, label=label)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean score in bin", ylabel="share right")
+    ax.set_title("Reliability of entity scores")
+    ax.legend(loc="lower right")
+    return _save(fig, path)
+
+
+def plot_thresholds(
+    scores: Sequence[float], correct: Sequence[bool], n_gold: int, threshold: float, path: Path
+) -> str:
+    """Precision, recall and F of the entities kept at each threshold, with the
+    configured threshold marked.
+
+    RETURNS (str): The file's name.
+    """
+    grid = numpy.linspace(0.0, 1.0, 101)
+    rows = precision_recall_at(scores, correct, n_gold, grid.tolist())
+    p = numpy.array([numpy.nan if r["precision"] is None else r["precision"] for r in rows])
+    r = numpy.array([numpy.nan if r["recall"] is None else r["recall"] for r in rows])
+    with numpy.errstate(invalid="ignore", divide="ignore"):
+        f = 2 * p * r / (p + r)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for values, label in ((p, "precision"), (r, "recall"), (f, "F")):
+        ax.plot(grid, values, label=label)
+    ax.axvline(threshold, color="black", linestyle=":", label=f"threshold {threshold:.3f}")
+    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="threshold (entities scored at or above)")
+    ax.set_title("Precision, recall and F against the threshold")
+    ax.legend(loc="lower left")
+    return _save(fig, path)
+
+
+def plot_label_f(per_type: Dict[str, Dict[str, float]], path: Path) -> str:
+    """Horizontal bars of F per label.
+
+    RETURNS (str): The file's name.
+    """
+    labels = sorted(per_type, key=lambda k: per_type[k]["f"])
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 0.35 * len(labels) + 1.2))
+    ax.barh(labels, [100 * per_type[k]["f"] for k in labels], color="#4c72b0")
+    ax.set(xlim=(0, 100), xlabel="F")
+    ax.set_title("F per label")
+    return _save(fig, path)
+
+
+def plot_histograms(scores: Sequence[float], correct: Sequence[bool], path: Path) -> str:
+    """Histograms of the scores of right and of wrong entities.
+
+    RETURNS (str): The file's name.
+    """
+    s = numpy.asarray(scores, dtype="float64")
+    c = numpy.asarray(correct, dtype=bool)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    edges = numpy.linspace(0.0, 1.0, 21)
+    ax.hist([s[c], s[~c]], bins=edges, label=["right", "wrong"], color=["#55a868", "#c44e52"])
+    ax.set(xlim=(0, 1), xlabel="score", ylabel="entities")
+    ax.set_title("Scores of right and wrong entities")
+    ax.legend()
+    return _save(fig, path)
+
+
+# ---- the page
+
+
+def _page(sections: Sequence[str]) -> str:
+    style = (
+        "body{font-family:sans-serif;max-width:70em;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse}td,th{padding:.2em .7em;border-bottom:1px solid #ddd}"
+        "td{text-align:right}td:first-child{text-align:left}img{max-width:100%}"
+        ".case{margin:1em 0;padding:.5em;border-left:3px solid #ccc}"
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>Evaluation report</title>\n<style>{style}</style>\n</head>\n<body>\n"
+        "<h1>Evaluation report</h1>\n" + "\n".join(sections) + "\n</body>\n</html>\n"
+    )
+
+
+def _figure(name: str, alt: str) -> str:
+    return f'<p><img src="{html.escape(name)}" alt="{html.escape(alt)}"></p>'
+
+
+def _pct(x: Optional[float]) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def _f3(x: Optional[float]) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def _per_label_table(metrics: Dict[str, Any]) -> str:
+    ece_of: Dict[str, Any] = {}
+    for cal in reversed(list((metrics.get("calibration") or {}).values())):
+        ece_of.update(cal.get("per_label") or {})
+    rows = ["<tr><th>label</th><th>P</th><th>R</th><th>F</th><th>ECE</th><th>scored</th></tr>"]
+    per_type = metrics.get("ents_per_type") or {}
+    for label in sorted(per_type):
+        t, e = per_type[label], ece_of.get(label, {})
+        cells = [_pct(t["p"]), _pct(t["r"]), _pct(t["f"]), _f3(e.get("ece")), str(e.get("n", "-"))]
+        rows.append(
+            f"<tr><td>{html.escape(label)}</td><td>" + "</td><td>".join(cells) + "</td></tr>"
+        )
+    total = [_pct(metrics.get(k)) for k in ("ents_p", "ents_r", "ents_f")]
+    rows.append("<tr><th>all</th><td>" + "</td><td>".join(total) + "</td><td>-</td><td>-</td></tr>")
+    return "<h2>Per label</h2>\n<table>\n" + "\n".join(rows) + "\n</table>"
+
+
+def _component_section(name: str, cal: Dict[str, Any], files: List[str]) -> str:
+    summary = html.escape(format_confidence(name, cal))
+    captions = (
+        "Reliability diagram: the share of entities that are right against their mean "
+        "score, per tenth of the score range, before and after calibration; on the "
+        "diagonal a score is the chance of being right.",
+        "Precision, recall and F of the entities scored at or above each threshold; the "
+        "dotted line is the configured threshold.",
+        "Scores of the entities that are right and of those that are wrong.",
+    )
+    figures = [f"{_figure(f, c)}\n<p>{html.escape(c)}</p>" for f, c in zip(files, captions)]
+    return f"<h2>{html.escape(name)}: confidence</h2>\n<pre>{summary}</pre>\n" + "\n".join(figures)
+
+
+# ---- worst cases, drawn by displaCy
+
+
+def _worst_cases(ev: Evaluation, ents: Sequence[ScoredEntity]) -> str:
+    wrong = sorted((e for e in ents if not e.correct), key=lambda e: -e.score)[:N_CASES]
+    unsure = sorted((e for e in ents if e.correct), key=lambda e: e.score)[:N_CASES]
+    parts = ["<h2>Worst cases</h2>"]
+    for title, cases in (
+        ("Wrong entities with the highest scores", wrong),
+        ("Right entities with the lowest scores", unsure),
+    ):
+        parts.append(f"<h3>{title}</h3>")
+        parts += [
+            _case(ev, ents, e.example, (e.start_char, e.end_char), f"{e.label} {e.score:.3f}")
+            for e in cases
+        ]
+    parts.append("<h3>Missed entities</h3>")
+    parts += [
+        _case(ev, ents, i, (s, e), f"missed {label}") for i, s, e, label in _missed(ev)[:N_CASES]
+    ]
+    return "\n".join(parts)
+
+
+def _missed(ev: Evaluation) -> List[Tuple[int, int, int, str]]:
+    found = []
+    for i, eg in enumerate(ev.examples):
+        predicted = {(e.start_char, e.end_char, e.label_) for e in eg.predicted.ents}
+        for e in eg.reference.ents:
+            if (e.start_char, e.end_char, e.label_) not in predicted:
+                found.append((i, e.start_char, e.end_char, e.label_))
+    return found
+
+
+def _case(
+    ev: Evaluation, ents: Sequence[ScoredEntity], i: int, where: Tuple[int, int], title: str
+) -> str:
+    """The text around one case, twice: the predicted entities with their scores, and
+    the gold entities."""
+    eg = ev.examples[i]
+    text = eg.reference.text
+    lo, hi = max(0, where[0] - CONTEXT), min(len(text), where[1] + CONTEXT)
+    predicted = [
+        (e.start_char, e.end_char, e.label, f"{e.label} {e.score:.2f}")
+        for e in ents
+        if e.example == i
+    ]
+    gold = [(e.start_char, e.end_char, e.label_, f"gold {e.label_}") for e in eg.reference.ents]
+    pages, colors = [], {}
+    for spans in (predicted, gold):
+        inside = [s for s in spans if s[0] >= lo and s[1] <= hi]
+        pages.append(
+            {
+                "text": text[lo:hi],
+                "ents": [
+                    {"start": s - lo, "end": e - lo, "label": shown} for s, e, _, shown in inside
+                ],
+                "title": None,
+            }
+        )
+        colors.update({shown: label_color(label) for _, _, label, shown in inside})
+    markup = displacy.render(pages, style="ent", manual=True, options={"colors": colors})
+    head = f"{title}: “{text[where[0] : where[1]]}” (doc {i})"
+    return f'<div class="case"><b>{html.escape(head)}</b>\n{markup}</div>'
