@@ -9,9 +9,9 @@ from typing import Dict, List, Tuple
 
 import numpy
 import pytest
-from conftest import run_cli
 from spacy.tokens import DocBin
 from test_thresholds import trained
+from util import run_cli
 
 from spacy_ntk_ner.calibration import calibrate
 

@@ -10,12 +10,12 @@ import numpy
 import pytest
 import spacy
 import srsly
-from conftest import run_cli
 from spacy.language import Language
 from spacy.scorer import Scorer
 from spacy.tokens import DocBin
 from spacy.training import Example
 from thinc.api import fix_random_seed
+from util import run_cli
 
 from spacy_ntk_ner.calibration import calibrate
 from spacy_ntk_ner.confidence import (
