@@ -313,51 +313,81 @@ def detect_dialect(
     if not content:
         raise BIOError(path, 1, "empty file: no tokens")
     if format == "auto":
-        format = "wikiser" if content[0].strip() == "<s>" else "conll"
+        format = _detect_format(content)
+    delim = _delimiter(delimiter)
     # Line numbers of token lines; 0 marks a sentence or document break.
     numbered = [(i if _is_token_line(ln) else 0, ln) for i, ln in enumerate(lines, 1) if ln.strip()]
-    delim = {"auto": "auto", "tab": "\t", "space": None}[delimiter]
     rows = [_split_columns(ln, delim) for i, ln in numbered if i]
     n_columns = max((len(r) for r in rows), default=2)
     if tag_column is not None:
-        if tag_column == 0:
-            raise BIOError(path, 0, "--tag-column counts from 1 (or from -1 at the end)")
-        col = tag_column - 1 if tag_column > 0 else tag_column
-    elif n_columns == 2:
-        col = 1
+        col = _given_tag_column(path, tag_column)
     else:
-        candidates = [
-            j
-            for j in range(1, n_columns)
-            if all(len(r) > j and _looks_like_tag(r[j].strip()) for r in rows)
-        ]
-        if len(candidates) > 1:
-            examples = "; ".join(
-                f"column {j + 1}: "
-                + ", ".join(clip(t, 40) for t in sorted({r[j].strip() for r in rows} - {"O"})[:3])
-                for j in candidates
-            )
-            raise BIOError(
-                path,
-                0,
-                f"columns {_column_names(candidates)} all look like BIO tags ({examples});"
-                " pass --tag-column N to pick one",
-            )
-        if not candidates:
-            raise BIOError(
-                path,
-                0,
-                f"none of columns 2-{n_columns} holds only BIO tags in the first "
-                f"{len(lines)} lines; pass --tag-column N",
-            )
-        col = candidates[0]
+        col = _detect_tag_column(path, rows, n_columns, len(lines))
     if scheme == "auto":
-        tags: List[Tuple[int, str]] = []
-        for i, ln in numbered:
-            r = _split_columns(ln, delim) if i else []
-            tags.append((i, r[col].strip() if len(r) > abs(col) and r[col].strip() else "O"))
-        scheme = _detect_scheme(path, tags)
+        scheme = _detect_scheme(path, _sample_tags(numbered, delim, col))
     return Dialect(format, delim, col, scheme, n_columns)
+
+
+def _detect_format(content: Sequence[str]) -> str:
+    """WikiSER files open their first sentence with `<s>`; anything else is CoNLL."""
+    return "wikiser" if content[0].strip() == "<s>" else "conll"
+
+
+def _delimiter(delimiter: str) -> Optional[str]:
+    """The delimiter a `--delimiter` choice reads with: "auto" stays, to be decided on
+    each line (a tab on lines that hold one, else any run of whitespace)."""
+    return {"auto": "auto", "tab": "\t", "space": None}[delimiter]
+
+
+def _given_tag_column(path: str, tag_column: int) -> int:
+    """The 0-based index of a 1-based `--tag-column` (negative counts from the end)."""
+    if tag_column == 0:
+        raise BIOError(path, 0, "--tag-column counts from 1 (or from -1 at the end)")
+    return tag_column - 1 if tag_column > 0 else tag_column
+
+
+def _detect_tag_column(path: str, rows: Sequence[List[str]], n_columns: int, n_lines: int) -> int:
+    """The one column after the token that holds only BIO tags in every sampled row: the
+    second of two columns, else stop when none or several do."""
+    if n_columns == 2:
+        return 1
+    candidates = [
+        j
+        for j in range(1, n_columns)
+        if all(len(r) > j and _looks_like_tag(r[j].strip()) for r in rows)
+    ]
+    if len(candidates) > 1:
+        examples = "; ".join(
+            f"column {j + 1}: "
+            + ", ".join(clip(t, 40) for t in sorted({r[j].strip() for r in rows} - {"O"})[:3])
+            for j in candidates
+        )
+        raise BIOError(
+            path,
+            0,
+            f"columns {_column_names(candidates)} all look like BIO tags ({examples});"
+            " pass --tag-column N to pick one",
+        )
+    if not candidates:
+        raise BIOError(
+            path,
+            0,
+            f"none of columns 2-{n_columns} holds only BIO tags in the first "
+            f"{n_lines} lines; pass --tag-column N",
+        )
+    return candidates[0]
+
+
+def _sample_tags(
+    numbered: Sequence[Tuple[int, str]], delim: Optional[str], col: int
+) -> List[Tuple[int, str]]:
+    """The tag of each sampled line, as `_detect_scheme` takes them: a break (line 0)
+    or a row without the tag column reads as O."""
+    tags: List[Tuple[int, str]] = []
+    for i, ln in numbered:
+        r = _split_columns(ln, delim) if i else []
+        tags.append((i, r[col].strip() if len(r) > abs(col) and r[col].strip() else "O"))
+    return tags
 
 
 def _is_token_line(line: str) -> bool:
