@@ -449,7 +449,13 @@ def _detect_iob1(tags: Sequence[str]) -> str:
 
 
 class _TagDecoder:
-    """Turns a sentence's tags into ENT_IOB codes and labels, repairing what is ill-formed."""
+    """Turns a sentence's tags into ENT_IOB codes and labels, repairing what is ill-formed.
+
+    path (str): The file, for messages.
+    scheme (str): "iob2", "iob1" or "bioes".
+    on_invalid (str): "repair", or "error" to raise at the first repair instead.
+    on_repair (Callable[[Repair], None]): Called for every repair.
+    """
 
     def __init__(
         self,
@@ -460,8 +466,11 @@ class _TagDecoder:
     ) -> None:
         self.path = path
         self.scheme = scheme
+        self.bioes = scheme == "bioes"
+        self.iob1 = scheme == "iob1"
         self.strict = on_invalid == "error"
         self.on_repair = on_repair
+        # (prefix, label) of every tag seen that needs no repair of its own.
         self._cache: Dict[str, Tuple[str, str]] = {}
 
     def _problem(self, line: int, kind: str, message: str) -> None:
@@ -470,26 +479,51 @@ class _TagDecoder:
         self.on_repair(Repair(self.path, line, kind, message))
 
     def decode(self, tags: Sequence[str], lines: Sequence[int]) -> Tuple[List[int], List[str]]:
+        """Turn one sentence's tags into ENT_IOB codes (B 3, I 1, O 2) and labels ("" for
+        O), repairing what is ill-formed. Each repair is reported once, as a `Repair`
+        whose `kind` is given in quotes below, at the line named; with
+        on_invalid="error" the first one is raised as a `BIOError` instead.
+
+        First each tag on its own (in any scheme):
+        - A tag other than O with no label (`B-`, `B`) or with no B/I/E/S/L/U prefix
+          (`Foo`, `X-Foo`) is read as O: "unknown tag", at its line.
+        - In a file read as IOB2 or IOB1, E-/L- is read as I- and S-/U- as B-: "BIOES tag
+          in IOB file", at its line. The rules below then apply as well, so `O E-X`
+          counts both this and "E- without B-".
+
+        Then the sequence. An entity is "open" after each of its tokens; in BIOES it
+        also "awaits its end" after its B- or I-, until an E-/L- closes it.
+        - O ends the open entity.
+        - B-X (S-X, U-X) always starts an entity, without a repair of its own.
+        - I-X (E-X, L-X) continues the open entity if that is an X entity and, in BIOES,
+          awaits its end. Otherwise it starts an entity, which counts "I- without B-"
+          ("E- without B-", "L- without B-") at its line: after O or the sentence
+          start, after an entity of another label, and in BIOES after an X entity
+          already closed by E-/L- or S-/U-. In IOB1 an I- that starts an entity is
+          well-formed (IOB1 writes B- only between two entities of one label) and
+          counts nothing; B- after O is accepted there too.
+        - In BIOES, an entity that awaits its end when O (or an unknown tag), B-, S-,
+          U- or the end of the sentence comes is closed at its last token: "entity
+          without E-", at that token's line. An entity started by a repaired I- awaits
+          its end like one started by B-; one started by a repaired E-/L- is closed at
+          once. When I-/E-/L- of another label comes instead, only that tag's "I- without
+          B-" is counted, not the missing E- before it.
+        So a file read as IOB2 or IOB1 never counts "entity without E-", and a lone B-X,
+        or B-X right after an X entity, is never a repair in itself.
+
+        tags (Sequence[str]): The tags, as in the file.
+        lines (Sequence[int]): The line of each tag.
+        RETURNS (Tuple[List[int], List[str]]): ENT_IOB codes and labels, one per tag.
+        """
         cache = self._cache
-        bioes = self.scheme == "bioes"
-        iob1 = self.scheme == "iob1"
+        bioes = self.bioes
         iob: List[int] = []
         labels: List[str] = []
         open_label = ""  # label of the entity the previous token belongs to
         pending_end = False  # BIOES: the open entity still needs its E-/L-
         for i, tag in enumerate(tags):
             split = cache.get(tag)
-            if split is None:
-                split = cache[tag] = _split_tag(tag)
-            prefix, label = split
-            if prefix != "O" and (not label or not prefix):
-                what = (
-                    f"tag '{clip(tag)}' has no entity label"
-                    if not label
-                    else f"tag '{clip(tag)}' has no B-/I-/E-/S- prefix"
-                )
-                self._problem(lines[i], "unknown tag", f"{what}; read as O")
-                prefix = "O"
+            prefix, label = split if split is not None else self._read_tag(tag, lines[i])
             if prefix == "O":
                 if pending_end:
                     self._unclosed(lines[i - 1], open_label)
@@ -498,40 +532,65 @@ class _TagDecoder:
                 open_label = ""
                 pending_end = False
                 continue
-            if prefix in "ESLU" and not bioes:
-                self._problem(
-                    lines[i],
-                    "BIOES tag in IOB file",
-                    f"'{clip(tag)}' is a BIOES tag in a file read as {self.scheme.upper()}",
-                )
-            if prefix == "I" or prefix in "EL":
+            if prefix in "IEL":
                 if open_label == label and (pending_end or not bioes):
                     iob.append(IOB_I)
                 else:
-                    if not (iob1 and prefix == "I"):
-                        after = "O" if not open_label else f"a {clip(open_label)} entity"
-                        if open_label == label:
-                            after = f"the end of a {clip(label)} entity"
-                        self._problem(
-                            lines[i],
-                            f"{prefix}- without B-",
-                            f"'{clip(tag)}' follows {after}; read as the start of an entity",
-                        )
-                    elif pending_end:
-                        self._unclosed(lines[i - 1], open_label)
+                    self._start_without_b(tag, prefix, label, open_label, lines[i])
                     iob.append(IOB_B)
-                open_label = label
-                pending_end = prefix == "I" and bioes
+                pending_end = bioes and prefix == "I"
             else:  # B, S, U
                 if pending_end:
                     self._unclosed(lines[i - 1], open_label)
                 iob.append(IOB_B)
-                open_label = label
-                pending_end = prefix == "B" and bioes
+                pending_end = bioes and prefix == "B"
+            open_label = label
             labels.append(label)
-        if pending_end and tags:
+        if pending_end:
             self._unclosed(lines[-1], open_label)
         return iob, labels
+
+    def _read_tag(self, tag: str, line: int) -> Tuple[str, str]:
+        """Split a tag not seen before, or one that needs a repair of its own (see
+        `decode`), and report that repair. A tag that needs none is cached.
+
+        tag (str): The tag.
+        line (int): Its line.
+        RETURNS (Tuple[str, str]): Its prefix ("O", "B", "I", "E", "S", "L", "U") and label.
+        """
+        prefix, label = _split_tag(tag)
+        if prefix != "O" and (not label or not prefix):
+            what = (
+                f"tag '{clip(tag)}' has no entity label"
+                if not label
+                else f"tag '{clip(tag)}' has no B-/I-/E-/S- prefix"
+            )
+            self._problem(line, "unknown tag", f"{what}; read as O")
+            return "O", ""
+        if prefix in "ESLU" and not self.bioes:
+            self._problem(
+                line,
+                "BIOES tag in IOB file",
+                f"'{clip(tag)}' is a BIOES tag in a file read as {self.scheme.upper()}",
+            )
+        else:
+            self._cache[tag] = (prefix, label)
+        return prefix, label
+
+    def _start_without_b(
+        self, tag: str, prefix: str, label: str, open_label: str, line: int
+    ) -> None:
+        """Report an I-/E-/L- tag that starts an entity, unless IOB1 starts entities so."""
+        if self.iob1 and prefix == "I":
+            return
+        after = "O" if not open_label else f"a {clip(open_label)} entity"
+        if open_label == label:
+            after = f"the end of a {clip(label)} entity"
+        self._problem(
+            line,
+            f"{prefix}- without B-",
+            f"'{clip(tag)}' follows {after}; read as the start of an entity",
+        )
 
     def _unclosed(self, line: int, label: str) -> None:
         self._problem(
