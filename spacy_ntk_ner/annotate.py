@@ -25,7 +25,9 @@ from typing import IO, Any, Callable, Dict, Iterable, Iterator, List, Optional, 
 
 from . import __version__
 from .bio import PathLike
+from .errors import UserError
 from .inputs import Document, InputOptions, describe_inputs, iter_documents, list_inputs
+from .loading import load_pipeline
 from .ray_engine import check_nodes, run_ray, start_ray
 from .records import SpanSource, doc_record, find_span_source, model_fingerprint
 
@@ -232,7 +234,7 @@ def _check_options(
             "each would hold its own copy of the model (use --batch-size to fill the GPU)"
         )
     if problems:
-        raise ValueError("; ".join(problems))
+        raise UserError("; ".join(problems))
 
 
 def _resolve_model(model: str) -> str:
@@ -246,7 +248,7 @@ def _load(model: str, gpu_id: int) -> Any:
 
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
-    return spacy.load(model)
+    return load_pipeline(model)
 
 
 def scan_inputs(files: Sequence[Tuple[Path, str]], options: InputOptions) -> InputScan:
@@ -285,7 +287,7 @@ class _Locked:
             fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             self.fh.close()
-            raise ValueError(
+            raise UserError(
                 f"{self.path}: another annotate run is writing here (it holds {LOCK})"
             ) from None
 
@@ -296,7 +298,7 @@ class _Locked:
 
 def _locked(out: Path) -> _Locked:
     if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: the output must be a folder")
+        raise UserError(f"{out}: the output must be a folder")
     if out.is_dir():
         _foreign_files(out, _read_manifest(out))  # before the lock file is added to it
     return _Locked(out)
@@ -310,7 +312,7 @@ def _foreign_files(out: Path, old: Optional[Dict[str, Any]]) -> List[str]:
     foreign = [n for n in names if old is None or not (n in ours or _OWN_RE.match(n))]
     if foreign:
         shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-        raise ValueError(
+        raise UserError(
             f"{out}: holds files this command did not write ({shown}): use an empty or new folder"
         )
     return names
@@ -346,7 +348,7 @@ def _read_manifest(out: Path) -> Optional[Dict[str, Any]]:
     except (ValueError, UnicodeDecodeError):
         data = None
     if not isinstance(data, dict) or data.get("tool") != TOOL:
-        raise ValueError(f"{path}: not a manifest written by this command; use another folder")
+        raise UserError(f"{path}: not a manifest written by this command; use another folder")
     return data
 
 
@@ -362,7 +364,7 @@ def _check_same(out: Path, old: Dict[str, Any], new: Dict[str, Any]) -> None:
         pairs = ", ".join(f"{k} {old_settings.get(k)!r} -> {new['settings'][k]!r}" for k in changed)
         differ.append(f"other settings ({pairs})")
     if differ:
-        raise ValueError(
+        raise UserError(
             f"{out}: an earlier run wrote it with {'; '.join(differ)}: rerun as it was to "
             "resume, add --overwrite to start over, or use another folder"
         )
@@ -477,7 +479,7 @@ def _ray_records(
     except ray.exceptions.RayError as err:
         # An actor's failure arrives as a remote traceback: say in one line what it was.
         lines = [ln for ln in str(err).splitlines() if ln.strip()]
-        raise ValueError(f"Ray: {lines[-1] if lines else type(err).__name__}") from None
+        raise UserError(f"Ray: {lines[-1] if lines else type(err).__name__}") from None
     finally:
         if started:
             ray.shutdown()
@@ -515,7 +517,7 @@ class _Run:
                     while pos not in waiting:
                         got = next(records, None)
                         if got is None:
-                            raise ValueError("the inputs changed while they were read")
+                            raise UserError("the inputs changed while they were read")
                         waiting[got[0]] = got[1]
                     record = waiting.pop(pos)
                     shard.add(feed.held.pop(pos), record)

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator, List, Optional
 
+from .errors import UserError
+
 # Prefix of the temporary files and folders this package writes beside its outputs.
 TMP_PREFIX = ".ntk-tmp-"
 
@@ -132,7 +134,7 @@ class FolderLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise ValueError(
+            raise UserError(
                 f"{self.folder}: another {self.what} is writing into this folder; "
                 "wait for it to finish"
             ) from None

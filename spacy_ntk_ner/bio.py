@@ -30,6 +30,8 @@ from typing import (
     cast,
 )
 
+from .errors import UserError
+
 # spaCy's ENT_IOB codes: 0 missing, 1 inside, 2 outside, 3 begin.
 IOB_I = 1
 IOB_O = 2
@@ -57,7 +59,7 @@ _UNWRITABLE = re.compile(r"[\t\n\r\x00]")
 PathLike = Union[str, Path]
 
 
-class BIOError(ValueError):
+class BIOError(UserError):
     """An input problem, located at a file and line.
 
     path (str): The file.
@@ -862,7 +864,7 @@ def _is_docstart(line: str) -> bool:
 
 def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
     if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+        raise UserError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
 
 
 def iter_files(
@@ -969,7 +971,7 @@ def write_sentences(
         for word in words:
             problem = token_problem(word)
             if problem:
-                raise ValueError(f"sentence {n + 1}: {problem}")
+                raise UserError(f"sentence {n + 1}: {problem}")
         body = "".join(f"{w}\t{t}\n" for w, t in zip(words, tags))
         fh.write(f"<s>\n{body}</s>\n" if format == "wikiser" else f"{body}\n")
         n += 1

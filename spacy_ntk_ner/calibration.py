@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy
-import spacy
 from spacy.language import Language
 from spacy.util import registry
 
@@ -34,6 +33,8 @@ from .confidence import (
     scored_entities,
 )
 from .docbin import load_examples
+from .errors import UserError
+from .loading import load_pipeline
 from .ner import NTKEntityRecognizer
 
 Calibration = Tuple[List[float], Dict[str, List[float]]]
@@ -92,7 +93,7 @@ def _dev_entities(
 def check_target(option: str, value: Optional[float]) -> None:
     """Refuse a target precision or recall outside (0, 1), naming the option."""
     if value is not None and not 0.0 < value < 1.0:
-        raise ValueError(f"{option}: must be between 0 and 1 (both excluded), not {value}")
+        raise UserError(f"{option}: must be between 0 and 1 (both excluded), not {value}")
 
 
 def calibrate(
@@ -171,7 +172,7 @@ def _choose(
         else ("--target-recall", "recall", recall)
     )
     if not chosen["reached"]:
-        raise ValueError(
+        raise UserError(
             f"{option}: {target} is not reachable on the dev data at any threshold: the best "
             f"{what} reachable is {chosen['best']:.3f} (95% Wilson lower bound, "
             f"{len(scores)} predicted and {n_gold} gold entities)"
@@ -281,10 +282,10 @@ def calibrate_saved(
     check_target("--target-precision", target_precision)
     check_target("--target-recall", target_recall)
     target = _calibrate_target(model, output)
-    nlp = spacy.load(model)
+    nlp = load_pipeline(model)
     report = calibrate(nlp, load_examples(nlp, data), target_precision, target_recall)
     if not report:
-        raise ValueError(f"{model}: the pipeline has no ntk_ner component")
+        raise UserError(f"{model}: the pipeline has no ntk_ner component")
     for name, entry in nlp.meta.get("ntk_ner", {}).items():
         if "target" in report.get(name, {}):
             entry["dev"]["data"] = str(data)
@@ -297,15 +298,15 @@ def _calibrate_target(model: str, output: Optional[Path]) -> Path:
     empty or a pipeline (it is replaced as a whole)."""
     if output is None:
         if not Path(model).is_dir():
-            raise ValueError(
+            raise UserError(
                 f"--output: {model} is not a pipeline folder to save into; "
                 "name one with --output DIR"
             )
         return Path(model)
     if output.exists() and not output.is_dir():
-        raise ValueError(f"--output: {output} is a file, not a folder")
+        raise UserError(f"--output: {output} is a file, not a folder")
     if output.is_dir() and any(output.iterdir()) and not (output / "config.cfg").is_file():
-        raise ValueError(
+        raise UserError(
             f"--output: {output} holds files and is not a spaCy pipeline; "
             "name a new or empty folder"
         )

@@ -17,6 +17,7 @@ from .annotate import Settings, annotate, format_annotate_report
 from .bio import DELIMITERS, FORMATS, ON_INVALID, SCHEMES, BIOError, iter_files
 from .calibration import calibrate_saved, format_calibration
 from .convert import ReadOptions, convert, format_convert_report
+from .errors import UserError
 from .export import export
 from .inputs import INPUT_FORMATS, ON_ERROR, InputOptions
 from .report import evaluate, format_table, visualize
@@ -292,7 +293,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
-    except (BIOError, ValueError) as err:
+    except UserError as err:
+        # Bad input, files or settings: one line. Anything else is a bug and keeps its
+        # traceback (a ValueError from deep inside is not the user's input).
         print(str(err), file=sys.stderr)
         return 1
     except OSError as err:

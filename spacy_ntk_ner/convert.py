@@ -40,6 +40,7 @@ from .bio import (
     read_sentences,
 )
 from .docbin import ATTRS, DocBinWriter, token_columns
+from .errors import UserError
 
 # How many example locations the report keeps for each kind of repair.
 N_EXAMPLES = 5
@@ -151,16 +152,16 @@ def parse_split(spec: str) -> List[Tuple[str, float]]:
         except ValueError:
             frac = -1.0
         if not sep or not name or not name.replace("-", "").replace("_", "").isalnum():
-            raise ValueError(f"--split: {item!r} is not NAME=FRACTION")
+            raise UserError(f"--split: {item!r} is not NAME=FRACTION")
         if not 0 < frac <= 1:
-            raise ValueError(f"--split: the fraction of {name!r} must be in (0, 1], not {value!r}")
+            raise UserError(f"--split: the fraction of {name!r} must be in (0, 1], not {value!r}")
         parts.append((name, frac))
     names = [n for n, _ in parts]
     if len(set(names)) != len(names):
-        raise ValueError(f"--split: a name appears twice in {spec!r}")
+        raise UserError(f"--split: a name appears twice in {spec!r}")
     total = sum(f for _, f in parts)
     if abs(total - 1.0) > 1e-6:
-        raise ValueError(f"--split: the fractions add up to {total:g}, not 1")
+        raise UserError(f"--split: the fractions add up to {total:g}, not 1")
     return parts
 
 
@@ -201,7 +202,7 @@ def iter_records(
     YIELDS (DocRecord): The records.
     """
     if options.n_sents < 0:
-        raise ValueError(f"--n-sents must be 0 or more, not {options.n_sents}")
+        raise UserError(f"--n-sents must be 0 or more, not {options.n_sents}")
     for path, rel in iter_files(inputs, options.glob, exclude):
         if on_file is not None:
             on_file(path)
@@ -330,13 +331,13 @@ def convert(
     RETURNS (ConvertStats): The report.
     """
     if shard_size < 1:
-        raise ValueError(f"--shard-size must be at least 1, not {shard_size}")
+        raise UserError(f"--shard-size must be at least 1, not {shard_size}")
     if options.n_sents < 0:
-        raise ValueError(f"--n-sents must be 0 or more, not {options.n_sents}")
+        raise UserError(f"--n-sents must be 0 or more, not {options.n_sents}")
     splits = parse_split(split) if split else [("all", 1.0)]
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: the output must be a directory")
+        raise UserError(f"{out}: the output must be a directory")
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -376,7 +377,7 @@ def _convert_locked(
             inputs, tmp, options, splits, by_split, seed, shard_size, on_progress, previous
         )
         if len(splits) > 1 and sum(s.docs for s in stats.splits.values()) == 1:
-            raise ValueError(
+            raise UserError(
                 "--split: the input is a single document (with --n-sents 0, a file without "
                 "-DOCSTART- is one document); one document cannot be split"
             )
@@ -481,7 +482,7 @@ def _refuse_foreign(out: Path, previous: Set[Path], inputs: Sequence[PathLike], 
         foreign.sort()
         named = ", ".join(foreign[:N_NAMED])
         more = f" and {len(foreign) - N_NAMED} more" if len(foreign) > N_NAMED else ""
-        raise ValueError(
+        raise UserError(
             f"{out}: holds files that convert did not write ({named}{more}); "
             "convert into an empty or new folder, or move them away"
         )

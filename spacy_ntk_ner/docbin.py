@@ -23,6 +23,7 @@ from spacy.attrs import ENT_IOB, ENT_TYPE, ORTH, SENT_START
 from spacy.strings import get_string_id
 
 from .bio import BIOError, DocRecord, doc_to_tags, label_problem, token_problem
+from .errors import UserError
 
 # DocBin requires ORTH first and the rest sorted, as `DocBin.__init__` orders them.
 ATTRS = [ORTH] + sorted([ENT_IOB, ENT_TYPE, SENT_START])
@@ -192,10 +193,10 @@ def load_examples(nlp: Any, data: Path, limit: int = 0) -> List[Any]:
     from spacy.training import Corpus
 
     if not data.exists():
-        raise ValueError(f"{data}: no such file or directory")
+        raise UserError(f"{data}: no such file or directory")
     if data.is_dir() and not any(data.rglob("*.spacy")):
-        raise ValueError(f"{data}: holds no .spacy files")
+        raise UserError(f"{data}: holds no .spacy files")
     examples = list(Corpus(data, limit=limit)(nlp))
     if not examples:
-        raise ValueError(f"{data}: holds no documents")
+        raise UserError(f"{data}: holds no documents")
     return examples

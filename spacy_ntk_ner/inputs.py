@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple, cast
 
 from .bio import IOB_B, IOB_I, BIOError, PathLike, group_sentences, iter_files, read_sentences
+from .errors import UserError
 
 INPUT_FORMATS = ("auto", "txt", "jsonl", "spacy", "bio")
 ON_ERROR = ("error", "skip")
@@ -127,12 +128,12 @@ def iter_documents(
 
 def _check(options: InputOptions) -> None:
     if options.input_format not in INPUT_FORMATS:
-        raise ValueError(
+        raise UserError(
             f"--input-format must be one of {', '.join(INPUT_FORMATS)}, "
             f"not {options.input_format!r}"
         )
     if options.on_error not in ON_ERROR:
-        raise ValueError(
+        raise UserError(
             f"--on-error must be one of {', '.join(ON_ERROR)}, not {options.on_error!r}"
         )
 
@@ -202,18 +203,18 @@ def _parse_object(raw: bytes, lineno: int, where: str, options: InputOptions) ->
     try:
         line = _decode(raw, lineno)
     except UnicodeDecodeError as err:
-        raise ValueError(_utf8_problem(raw, err)) from None
+        raise UserError(_utf8_problem(raw, err)) from None
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as err:
-        raise ValueError(f"not JSON ({err.msg} at column {err.colno})") from None
+        raise UserError(f"not JSON ({err.msg} at column {err.colno})") from None
     if not isinstance(obj, dict):
-        raise ValueError(f"not a JSON object but {type(obj).__name__}")
+        raise UserError(f"not a JSON object but {type(obj).__name__}")
     if options.text_key not in obj:
-        raise ValueError(f"no {options.text_key!r} key (--text-key)")
+        raise UserError(f"no {options.text_key!r} key (--text-key)")
     text = obj.pop(options.text_key)
     if not isinstance(text, str):
-        raise ValueError(f"{options.text_key!r} is {type(text).__name__}, not a string")
+        raise UserError(f"{options.text_key!r} is {type(text).__name__}, not a string")
     doc_id = obj.pop(options.id_key, None)
     if doc_id is None:
         return Document(where, text, obj)

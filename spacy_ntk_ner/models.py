@@ -7,6 +7,8 @@ from spacy.util import registry
 from thinc.api import Linear, Model, chain, glorot_uniform_init, with_array, zero_init
 from thinc.types import Floats2d
 
+from .errors import UserError
+
 ARCH_NAME = "spacy_ntk_ner.TokenClassifier.v1"
 ARCH_NAME_V2 = "spacy_ntk_ner.TokenClassifier.v2"
 # Read by `NTKEntityRecognizer.finish_update`: the head's parameters are updated at
@@ -56,7 +58,7 @@ def build_token_classifier_v2(
     RETURNS (Model[List[Doc], List[Floats2d]]): The model.
     """
     if head_lr_scale <= 0:
-        raise ValueError(f"[{ARCH_NAME_V2}] head_lr_scale must be > 0, got {head_lr_scale}")
+        raise UserError(f"[{ARCH_NAME_V2}] head_lr_scale must be > 0, got {head_lr_scale}")
     return _build(tok2vec, nO, glorot_uniform_init, float(head_lr_scale))
 
 

@@ -45,6 +45,7 @@ from thinc.types import Floats2d
 from . import crf
 from .confidence import IDENTITY, apply_calibration
 from .crf import TagScheme
+from .errors import UserError
 from .models import HEAD_LR_SCALE
 
 SCHEMES = ("BILUO", "BIO")
@@ -205,11 +206,11 @@ class NTKEntityRecognizer(TrainablePipe):
         RETURNS (int): 0 if it was there already, else 1.
         """
         if not isinstance(label, str) or not label.strip():
-            raise ValueError(f"[{self.name}] invalid entity label: {label!r}")
+            raise UserError(f"[{self.name}] invalid entity label: {label!r}")
         if label in self.cfg["labels"]:
             return 0
         if self.model.has_dim("nO") and self.model.get_dim("nO") is not None:
-            raise ValueError(
+            raise UserError(
                 f"[{self.name}] cannot add label {label!r}: the model is already "
                 "initialized with its labels; initialize a new component instead"
             )
@@ -243,7 +244,7 @@ class NTKEntityRecognizer(TrainablePipe):
             for label in sorted(found):
                 self.add_label(label)
         if not self.labels:
-            raise ValueError(
+            raise UserError(
                 f"[{self.name}] no entity labels: the training examples hold no entities "
                 "and no `labels` were given in [initialize.components]"
             )
@@ -634,7 +635,7 @@ class NTKEntityRecognizer(TrainablePipe):
             try:
                 data = p.read_bytes()
             except OSError as err:
-                raise ValueError(f"{p}: the weights cannot be read ({err.strerror})") from None
+                raise UserError(f"{p}: the weights cannot be read ({err.strerror})") from None
             self._load_weights(data, str(p))
 
         def load_vocab(p: Path) -> None:
@@ -653,26 +654,26 @@ class NTKEntityRecognizer(TrainablePipe):
         """Take the labels and calibration from a saved cfg; check its scheme."""
         where = where or f"[{self.name}] cfg"
         if not isinstance(saved, dict):
-            raise ValueError(f"{where}: not a saved {self.name} cfg")
+            raise UserError(f"{where}: not a saved {self.name} cfg")
         scheme = saved.get("scheme", self.cfg["scheme"])
         if scheme != self.cfg["scheme"]:
-            raise ValueError(
+            raise UserError(
                 f"{where}: the weights were trained with scheme {scheme!r}, but the config "
                 f"sets scheme {self.cfg['scheme']!r}; load with scheme = {scheme!r}"
             )
         labels = saved.get("labels", [])
         if not isinstance(labels, list) or not all(isinstance(x, str) and x for x in labels):
-            raise ValueError(f"{where}: 'labels' must be a list of label names")
+            raise UserError(f"{where}: 'labels' must be a list of label names")
         calibration = saved.get("calibration", list(IDENTITY))
         if not _is_platt(calibration):
-            raise ValueError(f"{where}: 'calibration' must be two numbers [a, b]")
+            raise UserError(f"{where}: 'calibration' must be two numbers [a, b]")
         # Absent from pipelines calibrated before there were maps per label.
         per_label = saved.get("calibration_per_label", {})
         if not (
             isinstance(per_label, dict)
             and all(k in labels and _is_platt(v) for k, v in per_label.items())
         ):
-            raise ValueError(
+            raise UserError(
                 f"{where}: 'calibration_per_label' must map saved labels to two numbers [a, b]"
             )
         self.cfg["labels"] = list(labels)
@@ -686,7 +687,7 @@ class NTKEntityRecognizer(TrainablePipe):
         try:
             self.model.from_bytes(data)
         except Exception as err:  # thinc and msgpack raise many kinds on bad bytes
-            raise ValueError(
+            raise UserError(
                 f"{where}: the weights cannot be read ({type(err).__name__}: {str(err)[:200]})"
             ) from None
 
@@ -702,7 +703,7 @@ class NTKEntityRecognizer(TrainablePipe):
         wrong = {k: n for k, n in shapes.items() if n is not None and n != n_tags}
         if wrong:
             got = ", ".join(f"{k} {n}" for k, n in wrong.items())
-            raise ValueError(
+            raise UserError(
                 f"{where}: the weights score {got} tags, but the {len(self.labels)} saved "
                 f"labels in scheme {self.cfg['scheme']} need {n_tags}; the labels (cfg) "
                 "and the weights (model) do not belong together"
@@ -742,7 +743,7 @@ def _read_json(read: Callable[[], Any], where: str) -> Any:
     try:
         return read()
     except (OSError, ValueError) as err:
-        raise ValueError(f"{where}: not readable as JSON ({str(err)[:200]})") from None
+        raise UserError(f"{where}: not readable as JSON ({str(err)[:200]})") from None
 
 
 # Encoders shared through a listener, by their model's name.
@@ -767,7 +768,7 @@ def check_passes_encoder(name: str, k: int, model: Model) -> None:
         kind = LISTENERS.get(node.name)
         if kind is not None:
             upstream = getattr(node, "upstream_name", "?")
-            raise ValueError(
+            raise UserError(
                 f"[{name}] k = {k} passes need an encoder of the component's own, but its "
                 f"model listens to an upstream component through a {kind} (upstream "
                 f"{upstream!r}): every pass would get the same vectors and that component "
@@ -793,7 +794,7 @@ def _check_settings(
     if not spans_key:
         problems.append("spans_key must not be empty")
     if problems:
-        raise ValueError("[ntk_ner] " + "; ".join(problems))
+        raise UserError("[ntk_ner] " + "; ".join(problems))
 
 
 def _length_buckets(lengths: Sequence[int], max_padded: int = PADDED_BUDGET) -> List[List[int]]:

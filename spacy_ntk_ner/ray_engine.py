@@ -20,6 +20,8 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy
 
+from .errors import UserError
+from .loading import load_pipeline
 from .records import SpanSource, doc_record, model_fingerprint
 
 # Documents per wave: about 2.5M words of 25-word sentences, minutes of work per actor.
@@ -32,7 +34,7 @@ def require_ray() -> Any:
         import ray
         import ray.data  # noqa: F401
     except ImportError:
-        raise ValueError('--engine ray needs Ray Data: pip install "spacy-ntk-ner[ray]"') from None
+        raise UserError('--engine ray needs Ray Data: pip install "spacy-ntk-ner[ray]"') from None
     return ray
 
 
@@ -60,7 +62,7 @@ class Annotator:
 
         if gpu:
             spacy.require_gpu(0)
-        self.nlp = spacy.load(model)
+        self.nlp = load_pipeline(model)
         self.source = SpanSource(**source)
         self.threshold = threshold
         self.with_doc = with_doc
@@ -144,9 +146,9 @@ def check_nodes(ray: Any, model: str) -> None:
     for node, seen in zip(nodes, ray.get(refs)):
         where = node.get("NodeManagerAddress", node["NodeID"])
         if not seen["spacy_ntk_ner"]:
-            raise ValueError(f"Ray node {where}: spacy-ntk-ner is not installed there")
+            raise UserError(f"Ray node {where}: spacy-ntk-ner is not installed there")
         if seen != expected:
-            raise ValueError(
+            raise UserError(
                 f"Ray node {where}: the model {model!r} is missing or differs there "
                 "(install the same package on every node, or put the folder on shared storage)"
             )

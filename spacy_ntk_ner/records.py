@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional
 
 import srsly
 
+from .errors import UserError
 from .ner import NTKEntityRecognizer
 
 
@@ -39,14 +40,14 @@ def find_span_source(nlp: Any, component: Optional[str] = None) -> SpanSource:
     """
     if component is not None:
         if component not in nlp.pipe_names:
-            raise ValueError(
+            raise UserError(
                 f"--component: the pipeline has no component {component!r} "
                 f"(it has {', '.join(nlp.pipe_names) or 'none'})"
             )
         return _source_of(nlp, component)
     ntk = [name for name, pipe in nlp.pipeline if isinstance(pipe, NTKEntityRecognizer)]
     if len(ntk) > 1:
-        raise ValueError(
+        raise UserError(
             f"the pipeline has {len(ntk)} ntk_ner components ({', '.join(ntk)}): "
             "pick one with --component"
         )
@@ -54,9 +55,7 @@ def find_span_source(nlp: Any, component: Optional[str] = None) -> SpanSource:
         return _source_of(nlp, ntk[0])
     ents = [name for name in nlp.pipe_names if _sets_ents(nlp, name)]
     if not ents:
-        raise ValueError(
-            "the pipeline has no ntk_ner component and nothing else that sets doc.ents"
-        )
+        raise UserError("the pipeline has no ntk_ner component and nothing else that sets doc.ents")
     # Later components may overwrite earlier ones' doc.ents: the last one has the say.
     return SpanSource(ents[-1], None)
 
@@ -66,7 +65,7 @@ def _source_of(nlp: Any, name: str) -> SpanSource:
     if isinstance(pipe, NTKEntityRecognizer):
         return SpanSource(name, pipe.cfg["spans_key"])
     if not _sets_ents(nlp, name):
-        raise ValueError(f"--component: {name!r} neither is an ntk_ner nor sets doc.ents")
+        raise UserError(f"--component: {name!r} neither is an ntk_ner nor sets doc.ents")
     return SpanSource(name, None)
 
 
@@ -154,7 +153,7 @@ def model_fingerprint(model: str) -> Dict[str, Any]:
     path = Path(model)
     if not path.exists():
         if not is_package(model):
-            raise ValueError(f"{model}: neither a pipeline folder nor an installed package")
+            raise UserError(f"{model}: neither a pipeline folder nor an installed package")
         path = get_package_path(model)
     meta_path = path / "meta.json"
     meta = srsly.read_json(meta_path) if meta_path.is_file() else {}

@@ -20,6 +20,8 @@ from .confidence import (
     precision_recall_at,
 )
 from .docbin import load_examples
+from .errors import UserError
+from .loading import load_pipeline
 from .ner import NTKEntityRecognizer
 
 # Thresholds at which `evaluate` gives precision and recall, besides the configured one.
@@ -85,9 +87,9 @@ def run_evaluation(model: Any, data: Path, gpu_id: int = -1) -> Evaluation:
 
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
-    nlp = spacy.load(model)
+    nlp = load_pipeline(model)
     if not any("doc.ents" in nlp.get_pipe_meta(name).assigns for name in nlp.pipe_names):
-        raise ValueError(f"{model}: the pipeline has no ntk_ner or ner component to evaluate")
+        raise UserError(f"{model}: the pipeline has no ntk_ner or ner component to evaluate")
     examples = load_examples(nlp, data)
     # Annotate once and keep the docs: their scored spans give the calibration.
     start = time.perf_counter()
@@ -279,10 +281,9 @@ def visualize(model: Path, data: Path, output: Path, limit: int = 50) -> int:
     limit (int): At most this many docs.
     RETURNS (int): The number of docs drawn.
     """
-    import spacy
     from spacy import displacy
 
-    nlp = spacy.load(model)
+    nlp = load_pipeline(model)
     keys = [p.cfg["spans_key"] for _, p in nlp.pipeline if isinstance(p, NTKEntityRecognizer)]
     texts = [eg.reference.text for eg in load_examples(nlp, data, limit)]
     colors: Dict[str, str] = {}

@@ -17,6 +17,7 @@ from spacy import displacy
 
 from .atomic import replace_dir
 from .confidence import precision_recall_at
+from .errors import UserError
 from .report import (
     Evaluation,
     ScoredEntity,
@@ -55,7 +56,7 @@ def evaluate_with_report(
     """
     check_report_dir(report)
     if importlib.util.find_spec("matplotlib") is None:
-        raise ValueError('--report: the plots need matplotlib; pip install "spacy-ntk-ner[report]"')
+        raise UserError('--report: the plots need matplotlib; pip install "spacy-ntk-ner[report]"')
     evaluation = run_evaluation(model, data, gpu_id)
     write_metrics(evaluation.metrics, output, table)
     write_report(report, evaluation)
@@ -65,7 +66,7 @@ def evaluate_with_report(
 def check_report_dir(report: Path) -> None:
     """Refuse a folder that holds files an earlier report did not write."""
     if report.exists() and not report.is_dir():
-        raise ValueError(f"--report: {report} is a file, not a folder")
+        raise UserError(f"--report: {report} is a file, not a folder")
     if not report.is_dir():
         return
     present = sorted(str(p.relative_to(report)) for p in report.rglob("*") if not p.is_dir())
@@ -78,7 +79,7 @@ def check_report_dir(report: Path) -> None:
     foreign = [p for p in present if p not in ours and p != MANIFEST]
     if foreign:
         shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-        raise ValueError(
+        raise UserError(
             f"--report: {report} holds files this command did not write ({shown}); "
             "name a new or empty folder"
         )

@@ -1,0 +1,55 @@
+"""What the command line reports in one line, and what it leaves as a traceback."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import spacy
+from spacy.tokens import Doc
+from spacy.training import Example
+from util import run_cli
+
+from spacy_ntk_ner import cli
+from spacy_ntk_ner.errors import UserError
+from spacy_ntk_ner.loading import load_pipeline
+
+
+def test_a_model_that_is_not_there_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "d.spacy").write_bytes(b"")
+    res = run_cli(["evaluate", "no_such_model_x", "d.spacy"], tmp_path)
+    assert res.returncode == 1
+    assert res.stderr.startswith("no_such_model_x: [E050] Can't find model"), res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_a_config_that_does_not_validate_names_the_model_and_setting(tmp_path: Path) -> None:
+    nlp = spacy.blank("en")
+    nlp.add_pipe("ntk_ner")
+    doc = Doc(nlp.vocab, words=["Python", "runs"], ents=["B-APP", "O"])
+    nlp.initialize(lambda: [Example(nlp.make_doc(doc.text), doc)])
+    nlp.to_disk(tmp_path / "p")
+    config = tmp_path / "p" / "config.cfg"
+    config.write_text(config.read_text().replace("threshold = 0.0", 'threshold = "high"'))
+    with pytest.raises(UserError) as err:
+        load_pipeline(tmp_path / "p")
+    message = str(err.value)
+    assert message.startswith(f"{tmp_path / 'p'}: its config does not validate (")
+    assert "threshold" in message and "\n" not in message
+
+
+def test_bad_input_is_one_line_and_a_bug_keeps_its_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    def user_problem(*args: Any, **kwargs: Any) -> Any:
+        raise UserError("in.txt:3: what is wrong")
+
+    monkeypatch.setattr(cli, "convert", user_problem)
+    assert cli.main(["convert", "in.txt", str(tmp_path / "out")]) == 1
+    assert capsys.readouterr().err == "in.txt:3: what is wrong\n"
+
+    def bug(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("operands could not be broadcast together")
+
+    monkeypatch.setattr(cli, "convert", bug)
+    with pytest.raises(ValueError, match="broadcast"):
+        cli.main(["convert", "in.txt", str(tmp_path / "out")])
