@@ -56,21 +56,55 @@ def _at_least_one(value: str) -> int:
     return n
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that shows every option's default."""
+
+
+DESCRIPTION = (
+    "BIO corpora to spaCy pipelines, and pipelines over corpora. Commands: convert and "
+    "export (BIO files to DocBin shards and back), evaluate, calibrate and visualize (a "
+    "trained pipeline's entities and their scores), annotate (a pipeline over a corpus, "
+    "on this machine or a Ray cluster). `COMMAND --help` says more."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """RETURNS (argparse.ArgumentParser): The parser of all commands."""
     parser = argparse.ArgumentParser(
-        prog="python -m spacy_ntk_ner",
-        description="BIO corpora to spaCy DocBin files, and back.",
+        prog="python -m spacy_ntk_ner", description=DESCRIPTION, formatter_class=_Formatter
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    conv = sub.add_parser(
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (
+        _add_convert_parser,
+        _add_export_parser,
+        _add_evaluate_parser,
+        _add_calibrate_parser,
+        _add_visualize_parser,
+        _add_annotate_parser,
+    ):
+        add(sub)
+    return parser
+
+
+def _command(sub: Any, name: str, help: str, description: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help, description=description, formatter_class=_Formatter)
+
+
+def _add_convert_parser(sub: Any) -> None:
+    conv = _command(
+        sub,
         "convert",
-        help="convert BIO files or directories into sharded .spacy files",
-        description="Convert token-per-line BIO corpora into DocBin shards under "
-        "OUTPUT_DIR/<split>/ and write OUTPUT_DIR/stats.json.",
+        "convert BIO files or directories into sharded .spacy files",
+        "Convert token-per-line BIO corpora into DocBin shards under OUTPUT_DIR/<split>/ "
+        "and write OUTPUT_DIR/stats.json. The run is a transaction: the previous output "
+        "stays as it was until every input is read and every shard written.",
     )
-    conv.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
-    conv.add_argument("output_dir", type=Path, metavar="OUTPUT_DIR")
+    conv.add_argument(
+        "inputs", nargs="+", type=Path, metavar="INPUT", help="BIO files or folders of them"
+    )
+    conv.add_argument(
+        "output_dir", type=Path, metavar="OUTPUT_DIR", help="where the shards and stats.json go"
+    )
     conv.add_argument(
         "--format",
         choices=FORMATS,
@@ -78,17 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="wikiser (<s> ... </s> blocks) or conll (blank lines)",
     )
     conv.add_argument(
-        "--delimiter",
-        choices=DELIMITERS,
-        default="auto",
-        help="column separator (auto: tab when the file has tabs)",
+        "--delimiter", choices=DELIMITERS, default="auto", help="column separator (auto: per line)"
     )
     conv.add_argument(
         "--tag-column",
         type=_tag_column,
         default=None,
         metavar="N",
-        help="1-based column of the tags, -1 for the last (default: detect)",
+        help="1-based column of the tags, -1 for the last (None: detect it)",
     )
     conv.add_argument(
         "--scheme", choices=SCHEMES, default="auto", help="tag scheme (bioes also reads BILOU)"
@@ -105,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive,
         default=1,
         metavar="N",
-        help="sentences per Doc; 0 for one Doc per document (default 1)",
+        help="sentences per Doc; 0 for one Doc per document",
     )
     conv.add_argument(
         "--split",
@@ -115,11 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     conv.add_argument("--seed", type=int, default=0, help="seed of --split")
     conv.add_argument(
-        "--shard-size",
-        type=_positive,
-        default=10000,
-        metavar="N",
-        help="at most N Docs per .spacy file",
+        "--shard-size", type=_positive, default=10000, metavar="N", help="Docs per .spacy file"
     )
     conv.add_argument(
         "--plain-spaces",
@@ -133,23 +160,48 @@ def build_parser() -> argparse.ArgumentParser:
         "converting (needs room for one copy only; never removes other files)",
     )
     conv.add_argument("--quiet", action="store_true", help="print no report")
-    exp = sub.add_parser(
+
+
+def _add_export_parser(sub: Any) -> None:
+    exp = _command(
+        sub,
         "export",
-        help="write .spacy files back as token-per-line BIO",
-        description="Write the tokens, IOB2 entity tags and sentences of DocBin files as BIO text.",
+        "write .spacy files back as token-per-line BIO",
+        "Write the tokens, IOB2 entity tags and sentences of DocBin files as BIO text. "
+        "OUT.txt is replaced only when complete, and never when it is one of the inputs.",
     )
-    exp.add_argument("input", type=Path, metavar="DOCBIN_OR_DIR")
-    exp.add_argument("output", type=Path, metavar="OUT.txt")
-    exp.add_argument("--format", choices=("wikiser", "conll"), default="wikiser")
-    ev = sub.add_parser(
+    exp.add_argument(
+        "input", type=Path, metavar="DOCBIN_OR_DIR", help="a .spacy file or a folder of them"
+    )
+    exp.add_argument("output", type=Path, metavar="OUT.txt", help="the BIO file to write")
+    exp.add_argument(
+        "--format",
+        choices=("wikiser", "conll"),
+        default="wikiser",
+        help="<s> ... </s> blocks or blank lines between sentences",
+    )
+
+
+def _add_evaluate_parser(sub: Any) -> None:
+    ev = _command(
+        sub,
         "evaluate",
-        help="score a pipeline per label, and the calibration of its entity scores",
+        "score a pipeline per label, and the calibration of its entity scores",
+        "Score a pipeline's entities on gold data: precision, recall and F per label, "
+        "words per second, and the calibration of ntk_ner's entity scores (ECE, Brier "
+        "score, precision and recall at a few thresholds).",
     )
-    ev.add_argument("model", metavar="MODEL")
-    ev.add_argument("data", type=Path, metavar="DOCBIN_OR_DIR")
-    ev.add_argument("--output", type=Path, default=None, metavar="METRICS.json")
-    ev.add_argument("--table", type=Path, default=None, metavar="TABLE.md")
-    ev.add_argument("--gpu-id", type=int, default=-1)
+    ev.add_argument("model", metavar="MODEL", help="package name or pipeline folder")
+    ev.add_argument(
+        "data", type=Path, metavar="DOCBIN_OR_DIR", help="gold .spacy file or folder of them"
+    )
+    ev.add_argument(
+        "--output", type=Path, default=None, metavar="METRICS.json", help="write the metrics"
+    )
+    ev.add_argument(
+        "--table", type=Path, default=None, metavar="TABLE.md", help="write the table per label"
+    )
+    ev.add_argument("--gpu-id", type=int, default=-1, help="GPU to run on; -1: the CPU")
     ev.add_argument(
         "--report",
         type=Path,
@@ -158,18 +210,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write DIR/index.html: the table, plots of the scores and the worst "
         "cases (needs matplotlib: the [report] extra)",
     )
-    cal = sub.add_parser(
+
+
+def _add_calibrate_parser(sub: Any) -> None:
+    cal = _command(
+        sub,
         "calibrate",
-        help="fit the entity-score calibration of a pipeline's ntk_ner on dev data",
+        "fit the entity-score calibration of a pipeline's ntk_ner on dev data",
+        "Fit the calibration of the entity scores of a pipeline's ntk_ner components on "
+        "dev data and save the pipeline. Without --output the pipeline folder MODEL is "
+        "overwritten in place (written beside it and swapped in, so a failure leaves it "
+        "as it was).",
     )
-    cal.add_argument("model", metavar="MODEL")
-    cal.add_argument("data", type=Path, metavar="DOCBIN_OR_DIR")
+    cal.add_argument(
+        "model", metavar="MODEL", help="pipeline folder (or, with --output, a package)"
+    )
+    cal.add_argument(
+        "data", type=Path, metavar="DOCBIN_OR_DIR", help="dev .spacy file or folder of them"
+    )
     cal.add_argument(
         "--output",
         type=Path,
         default=None,
         metavar="DIR",
-        help="where to save the calibrated pipeline (default: MODEL itself)",
+        help="save the calibrated pipeline here instead of overwriting MODEL in place",
     )
     target = cal.add_mutually_exclusive_group()
     target.add_argument(
@@ -187,13 +251,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="R",
         help="or to the highest score at which the recall is at least R that way",
     )
-    vis = sub.add_parser("visualize", help="draw a pipeline's scored entities as a displaCy page")
-    vis.add_argument("model", metavar="MODEL")
-    vis.add_argument("data", type=Path, metavar="DOCBIN_OR_DIR")
-    vis.add_argument("output", type=Path, metavar="OUT.html")
+
+
+def _add_visualize_parser(sub: Any) -> None:
+    vis = _command(
+        sub,
+        "visualize",
+        "draw a pipeline's scored entities as a displaCy page",
+        "Run a pipeline over the texts of DocBin files and draw its entities, each "
+        "labelled with its score, as one displaCy HTML page.",
+    )
+    vis.add_argument("model", metavar="MODEL", help="package name or pipeline folder")
+    vis.add_argument(
+        "data", type=Path, metavar="DOCBIN_OR_DIR", help="a .spacy file or a folder of them"
+    )
+    vis.add_argument("output", type=Path, metavar="OUT.html", help="the page to write")
     vis.add_argument("--limit", type=_at_least_one, default=50, help="at most N docs (1 or more)")
-    _add_annotate_parser(sub)
-    return parser
 
 
 def _number(value: str) -> float:
@@ -214,16 +287,26 @@ def _threshold(value: str) -> float:
 
 
 def _add_annotate_parser(sub: Any) -> None:
-    ann = sub.add_parser(
+    ann = _command(
+        sub,
         "annotate",
-        help="annotate text, JSONL, DocBin or BIO files with a pipeline's scored entities",
-        description="Annotate documents with a pipeline's entities and their scores, in "
-        "resumable shards of JSON lines (Prodigy's span format) or DocBin files under "
-        "OUTPUT_DIR, on this machine or on a Ray cluster.",
+        "annotate text, JSONL, DocBin or BIO files with a pipeline's scored entities",
+        "Annotate documents with a pipeline's entities and their scores, in resumable "
+        "shards of JSON lines (Prodigy's span format) or DocBin files under OUTPUT_DIR, "
+        "on this machine or on a Ray cluster. A rerun into OUTPUT_DIR makes only the "
+        "shards still missing.",
     )
     ann.add_argument("model", metavar="MODEL", help="package name or pipeline folder")
-    ann.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
-    ann.add_argument("output_dir", type=Path, metavar="OUTPUT_DIR")
+    ann.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="INPUT",
+        help="files or folders (see --input-format)",
+    )
+    ann.add_argument(
+        "output_dir", type=Path, metavar="OUTPUT_DIR", help="where the shards and report go"
+    )
     ann.add_argument(
         "--input-format",
         choices=INPUT_FORMATS,
@@ -245,19 +328,27 @@ def _add_annotate_parser(sub: Any) -> None:
         type=_threshold,
         default=None,
         metavar="T",
-        help="leave out entities scored below T (default: keep all)",
+        help="leave out entities scored below T (None: keep all)",
     )
-    ann.add_argument("--output-format", choices=("jsonl", "docbin"), default="jsonl")
+    ann.add_argument(
+        "--output-format", choices=("jsonl", "docbin"), default="jsonl", help="shard format"
+    )
     ann.add_argument(
         "--shard-size", type=_positive, default=10000, metavar="N", help="documents per shard"
     )
-    ann.add_argument("--engine", choices=("local", "ray"), default="local")
-    ann.add_argument("--n-process", type=_positive, default=1, metavar="N")
-    ann.add_argument("--batch-size", type=_positive, default=256, metavar="N")
-    ann.add_argument("--gpu-id", type=int, default=-1)
+    ann.add_argument(
+        "--engine", choices=("local", "ray"), default="local", help="this machine, or Ray Data"
+    )
+    ann.add_argument(
+        "--n-process", type=_positive, default=1, metavar="N", help="processes (local engine)"
+    )
+    ann.add_argument(
+        "--batch-size", type=_positive, default=256, metavar="N", help="documents per batch"
+    )
+    ann.add_argument("--gpu-id", type=int, default=-1, help="GPU to run on; -1: the CPU")
     ann.add_argument("--n-workers", type=_positive, default=1, metavar="N", help="Ray actors")
     ann.add_argument(
-        "--ray-address", default=None, help="join this Ray cluster (default: start a local one)"
+        "--ray-address", default=None, help="join this Ray cluster (None: start a local one)"
     )
     ann.add_argument(
         "--ray-num-cpus", type=_positive, default=None, metavar="N", help="CPUs of a local Ray"
