@@ -313,10 +313,10 @@ class NTKEntityRecognizer(TrainablePipe):
         self, emissions: List[Floats2d], spaces: Optional[List[numpy.ndarray]] = None
     ) -> List[DocEntities]:
         """Viterbi paths of the docs, long ones in windows, in buckets of similar
-        length, then the probability of each entity found. Three transfers from the
-        device for the whole batch (the paths, the entity scores, and the stitched paths
-        of windowed docs back to it), and again for the docs that windows could not
-        decode (see `_decode_round`), if any.
+        length, then the probability of each entity found. Two transfers from the
+        device for the whole batch (the paths, then the scores), one to it per bucket
+        holding windows (their joined paths), and one more from it (the paths) if some
+        docs must be decoded whole after all (see `_decode_round`).
 
         emissions (List[Floats2d]): Each doc's tag scores.
         spaces (Optional[List[numpy.ndarray]]): Per doc, True at whitespace tokens,
