@@ -153,6 +153,20 @@ def promote(xp: Any, E: Any) -> Any:
     return E.astype("float32") if E.dtype.itemsize < 4 else E
 
 
+def boundary_scores(xp: Any, scores: Any, allowed: Any, cut: Any = None) -> Any:
+    """Start or end scores of each chain: the scheme's, where a chain begins or ends
+    a doc; 0 for every tag where it was cut out of a longer doc (a window), whose tag
+    there may be any.
+
+    scores (Floats1d): `(K,)` learned start or end scores.
+    allowed (Bools1d): `(K,)` tags that may begin (end) a doc.
+    cut (Optional[Bools1d]): `(B,)` chains cut at that side; None: none.
+    RETURNS (Floats1d or Floats2d): `(K,)`, or `(B, K)` if `cut` is given.
+    """
+    masked = xp.where(allowed, scores, NEG)
+    return masked if cut is None else xp.where(cut[:, None], 0.0, masked)
+
+
 def _logsumexp(xp: Any, x: Any) -> Any:
     m = x.max(axis=-1)
     return xp.log(xp.exp(x - m[..., None]).sum(axis=-1)) + m
@@ -209,9 +223,10 @@ def _recursions(
     end: Any,
     scheme: TagScheme,
     directions: str,
+    cuts: Tuple[Any, Any] = (None, None),
 ) -> Tuple[Any, Any, Any, Any]:
     """Run the forward recursion ("f"), the backward one ("b"), or both ("fb") in one
-    loop.
+    loop. `cuts`: the chains cut at their start and at their end (`boundary_scores`).
 
     RETURNS (Tuple[Floats3d, Floats1d, Floats3d, Bools3d]): `alpha`, `log Z` (of the
         forward direction), `beta` (None for a direction not run) and the mask of real
@@ -226,12 +241,12 @@ def _recursions(
     live = (steps < lengths[:, None])[:, :, None]
     E = xp.where(live, E, NEG)
     exp_t = xp.exp(xp.maximum(trans, TRANS_CLIP)) * masks.allowed_f
-    end_scores = xp.where(masks.end, end, NEG)
+    end_scores = boundary_scores(xp, end, masks.end, cuts[1])
     chains, mats, firsts = [], [], []
     if "f" in directions:
         chains.append(E.transpose(1, 0, 2))
         mats.append(exp_t)
-        firsts.append(E[:, 0] + xp.where(masks.start, start, NEG))
+        firsts.append(E[:, 0] + boundary_scores(xp, start, masks.start, cuts[0]))
     if "b" in directions:
         # The reversed docs: position s holds position n-1-s; padding stays in place.
         rev = xp.where(live[:, :, 0], last[:, None] - steps, steps)
@@ -282,15 +297,25 @@ def backward(xp: Any, E: Any, lengths: Any, trans: Any, end: Any, scheme: TagSch
 
 
 def marginals(
-    xp: Any, E: Any, lengths: Any, trans: Any, start: Any, end: Any, scheme: TagScheme
+    xp: Any,
+    E: Any,
+    lengths: Any,
+    trans: Any,
+    start: Any,
+    end: Any,
+    scheme: TagScheme,
+    cuts: Tuple[Any, Any] = (None, None),
 ) -> Tuple[Any, Any, Any, Any]:
     """Log-marginals of every tag at every position, by forward-backward (both
     recursions in one loop).
 
+    cuts (Tuple[Optional[Bools1d], Optional[Bools1d]]): `(B,)` each: the chains that
+        are windows cut out of a longer doc at their start, and at their end: any tag
+        may stand there, with no start or end score (`boundary_scores`).
     RETURNS (Tuple[Floats3d, Floats1d, Floats3d, Floats3d]): log-marginals `(B, T, K)`
         (NEG at padding), `log Z`, `alpha` and `beta`.
     """
-    alpha, log_z, beta, live = _recursions(xp, E, lengths, trans, start, end, scheme, "fb")
+    alpha, log_z, beta, live = _recursions(xp, E, lengths, trans, start, end, scheme, "fb", cuts)
     log_m = xp.where(live, alpha + beta - log_z[:, None, None], NEG)
     return log_m, log_z, alpha, beta
 
@@ -350,10 +375,18 @@ def boundary_counts(xp: Any, log_marg: Any, lengths: Any, weights: Any) -> Tuple
 
 
 def viterbi(
-    xp: Any, E: Any, lengths: Any, trans: Any, start: Any, end: Any, scheme: TagScheme
+    xp: Any,
+    E: Any,
+    lengths: Any,
+    trans: Any,
+    start: Any,
+    end: Any,
+    scheme: TagScheme,
+    cuts: Tuple[Any, Any] = (None, None),
 ) -> Any:
     """The best tag sequence of each doc, using only allowed transitions.
 
+    cuts (Tuple[Optional[Bools1d], Optional[Bools1d]]): As for `marginals`.
     RETURNS (Ints2d): `(B, T)` tag indices (padding positions repeat the last tag).
     """
     E = promote(xp, E)
@@ -365,13 +398,13 @@ def viterbi(
     # tag at t-1.
     S = xp.empty_like(Et)
     back = xp.empty((T, B, K), dtype="int64")
-    S[0] = Et[0] + xp.where(masks.start, start, NEG)
+    S[0] = Et[0] + boundary_scores(xp, start, masks.start, cuts[0])
     for t in range(1, T):
         cand = S[t - 1][:, :, None] + t_scores
         cand.argmax(axis=1, out=back[t])
         xp.add(cand.max(axis=1), Et[t], out=S[t])
     rows = xp.arange(B)
-    final = S[lengths - 1, rows] + xp.where(masks.end, end, NEG)
+    final = S[lengths - 1, rows] + boundary_scores(xp, end, masks.end, cuts[1])
     # At padding the back-pointers keep the tag, so every doc's trace starts at T-1.
     live = (xp.arange(T)[:, None] < lengths[None, :])[:, :, None]
     back = xp.where(live, back, xp.arange(K)[None, None, :])
@@ -398,12 +431,14 @@ def span_log_probs(
     starts: Any,
     ends: Any,
     scheme: TagScheme,
+    cuts: Tuple[Any, Any] = (None, None),
 ) -> Any:
     """Log-probability that each entity is exactly right: its tags from its first to
     its last token are the decoded ones, and no entity continues it.
 
     doc_idx, starts, ends (Ints1d): For each entity, its doc and its first and last
         token (inclusive).
+    cuts (Tuple[Optional[Bools1d], Optional[Bools1d]]): As for `marginals`.
     RETURNS (Floats1d): One log-probability per entity.
     """
     E = promote(xp, E)
@@ -422,7 +457,8 @@ def span_log_probs(
     before = alpha[doc_idx, xp.maximum(starts - 1, 0)] + t_scores[:, first_tag].T
     m = before.max(axis=1)
     opening = xp.log(xp.exp(before - m[:, None]).sum(axis=1)) + m
-    opening = xp.where(starts > 0, opening, xp.where(masks.start, start, NEG)[first_tag])
+    start_s = xp.broadcast_to(boundary_scores(xp, start, masks.start, cuts[0]), (B, K))
+    opening = xp.where(starts > 0, opening, start_s[doc_idx, first_tag])
     if scheme.name == "BILUO":
         # L- and U- tags end the entity by themselves.
         closing = beta[doc_idx, ends, last_tag]
@@ -436,5 +472,6 @@ def span_log_probs(
         m2 = after.max(axis=1)
         closing = xp.log(xp.exp(after - m2[:, None]).sum(axis=1)) + m2
         at_end = ends >= lengths[doc_idx] - 1
-        closing = xp.where(at_end, xp.where(masks.end, end, NEG)[last_tag], closing)
+        end_s = xp.broadcast_to(boundary_scores(xp, end, masks.end, cuts[1]), (B, K))
+        closing = xp.where(at_end, end_s[doc_idx, last_tag], closing)
     return xp.minimum(opening + inner + closing - log_z[doc_idx], 0.0)

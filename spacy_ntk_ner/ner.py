@@ -21,6 +21,7 @@ from typing import (
     Iterable,
     Iterator,
     List,
+    NamedTuple,
     Optional,
     Sequence,
     Set,
@@ -51,6 +52,23 @@ from .models import HEAD_LR_SCALE
 SCHEMES = ("BILUO", "BIO")
 # Docs x longest doc that the CRF pads into one array (see `_length_buckets`).
 PADDED_BUDGET = 4096
+# At prediction a doc longer than WINDOW tokens is decoded in windows of at most WINDOW
+# tokens, bucketed with the short docs: the CRF's loops run one Python step (on a GPU,
+# a few kernel launches) per position of a bucket's longest chain, so a 10,000-token
+# doc, alone in its bucket, took 10,000 steps for one chain. Neighbouring windows share
+# 2 * WINDOW_OVERLAP tokens, centred on the seam between them; their Viterbi paths are
+# joined where they agree inside that overlap (so the joined path is valid), and each
+# entity's probability is computed in the window where it has the most context on both
+# sides. A linear-chain CRF's dependence on far positions decays fast, so with 64 tokens
+# of context the scores differ from exact decoding by little: measured on WikiSER-like
+# text in benchmarks/README.md (`bench_longdocs.py`). WINDOW must be at least
+# 4 * WINDOW_OVERLAP, so that a window's two overlaps do not meet.
+WINDOW = 512
+WINDOW_OVERLAP = 64
+# Context (tokens on each side, or the doc's edge) an entity needs in the window that
+# scores it; a doc with an entity that has less in every window (one longer than about
+# WINDOW_OVERLAP tokens) is decoded exactly instead.
+WINDOW_CONTEXT = WINDOW_OVERLAP // 2
 
 DEFAULT_MODEL_CONFIG = """
 [model]
@@ -276,7 +294,8 @@ class NTKEntityRecognizer(TrainablePipe):
                         emissions.extend(self.model.predict(sub))
                     else:
                         emissions.extend(self.model.ops.alloc2f(0, 0) for _ in sub)
-                self.set_annotations(by_length, self._decode(emissions))
+                entities = self._decode(emissions, _space_masks(by_length))
+                self.set_annotations(by_length, entities)
                 yield from in_order
             except Exception as err:
                 error_handler(self.name, self, in_order, err)
@@ -292,31 +311,32 @@ class NTKEntityRecognizer(TrainablePipe):
         if not any(len(doc) for doc in docs):
             return [[] for _ in docs]
         emissions = self.model.predict(docs)
-        return self._decode(emissions)
+        return self._decode(emissions, _space_masks(docs))
 
-    def _decode(self, emissions: List[Floats2d]) -> List[DocEntities]:
-        """Viterbi paths of the docs in buckets of similar length, then the probability
-        of each entity found. Two transfers from the device for the whole batch: the
-        paths, then the scores."""
+    def _decode(
+        self, emissions: List[Floats2d], spaces: Optional[List[numpy.ndarray]] = None
+    ) -> List[DocEntities]:
+        """Viterbi paths of the docs, long ones in windows, in buckets of similar
+        length, then the probability of each entity found. Two transfers from the
+        device for the whole batch (the paths, then the scores), one to it per bucket
+        holding windows (their joined paths), and one more from it (the paths) if some
+        docs must be decoded whole after all (see `_decode_round`).
+
+        emissions (List[Floats2d]): Each doc's tag scores.
+        spaces (Optional[List[numpy.ndarray]]): Per doc, True at whitespace tokens,
+            which are tagged O (as spaCy's `ner` never starts an entity on one).
+        RETURNS (List[DocEntities]): Per doc, its entities in order.
+        """
         ops = self.model.ops
         xp = ops.xp
-        ts = self.tag_scheme
         result: List[DocEntities] = [[] for _ in emissions]
-        buckets = _length_buckets([len(e) for e in emissions])
-        if not buckets:
-            return result
-        decoded = [self._decode_bucket([emissions[i] for i in bucket]) for bucket in buckets]
-        paths = ops.to_numpy(xp.concatenate([path.ravel() for _, _, path in decoded]))
-        offset = 0
-        found = []
-        for bucket, (E, lengths, path) in zip(buckets, decoded):
-            lengths_h = numpy.asarray([len(emissions[i]) for i in bucket])
-            path_h = paths[offset : offset + path.size].reshape(path.shape)
-            offset += path.size
-            spans = _spans_from_path(path_h, lengths_h, ts)
-            if len(spans[0]):
-                log_p = self._span_log_probs(E, lengths, path, spans)
-                found.append((bucket, spans, log_p))
+        found: List[Any] = []
+        docs = [i for i, e in enumerate(emissions) if len(e)]
+        # Windows first; the docs they cannot decode (no seam where neighbouring windows
+        # agree, or an entity too long for the overlap) are decoded whole.
+        for window in (WINDOW, None):
+            if docs:
+                docs = self._decode_round(emissions, docs, window, spaces, found)
         if not found:
             return result
         log_probs = xp.concatenate([log_p for _, _, log_p in found])
@@ -341,28 +361,138 @@ class NTKEntityRecognizer(TrainablePipe):
             self.cfg.get("calibration_per_label") or {},
         )
 
-    def _decode_bucket(self, emissions: List[Floats2d]) -> Tuple[Any, Any, Any]:
-        """The padded emissions, lengths and Viterbi paths of docs of similar length,
-        on the model's device."""
+    def _decode_round(
+        self,
+        emissions: List[Floats2d],
+        docs: List[int],
+        window: Optional[int],
+        spaces: Optional[List[numpy.ndarray]],
+        found: List[Any],
+    ) -> List[int]:
+        """Decode the docs at the indices `docs`, those longer than `window` (None:
+        none) in overlapping windows, and add `(docs, entities, log-probabilities)` to
+        `found`, the entities in doc order.
+
+        RETURNS (List[int]): The docs left undecoded, for an exact round.
+        """
+        ops = self.model.ops
+        xp = ops.xp
+        lengths = numpy.asarray([len(emissions[d]) for d in docs], dtype="int64")
+        chains = _plan_chains(lengths, window)
+        buckets = _length_buckets(chains.length.tolist())
+        decoded = [
+            self._decode_bucket(
+                [emissions[docs[c]][a:z] for c, a, z in chains.slices(b)],
+                chains,
+                b,
+                _bucket_spaces(spaces, docs, chains, b),
+            )
+            for b in buckets
+        ]
+        paths = ops.to_numpy(xp.concatenate([path.ravel() for _, _, path, _ in decoded]))
+        doc_paths, failed = _stitch(_chain_paths(paths, decoded, buckets, chains), chains)
+        ents = _flat_spans(doc_paths, self.tag_scheme)
+        owner = _assign_chains(chains, lengths, ents, window)
+        failed[ents[0][owner < 0]] = True
+        keep = ~failed[ents[0]]
+        ents, owner = tuple(x[keep] for x in ents), owner[keep]
+        if len(owner):
+            log_p = self._chain_log_probs(decoded, buckets, chains, doc_paths, ents, owner)
+            found.append((docs, ents, log_p))
+        return [docs[i] for i in numpy.flatnonzero(failed)]
+
+    def _decode_bucket(
+        self, emissions: List[Floats2d], chains: "_Chains", bucket: List[int], spaces: Any
+    ) -> Tuple[Any, Any, Any, Tuple[Any, Any]]:
+        """The padded emissions, lengths and Viterbi paths of chains (docs or windows of
+        docs) of similar length, and which chains are cut out of a longer doc at their
+        start and at their end, on the model's device.
+
+        emissions (List[Floats2d]): The chains' emissions.
+        chains (_Chains): All chains of the round.
+        bucket (List[int]): The indices of these chains.
+        spaces (Optional[numpy.ndarray]): `(B, T)`, True at whitespace tokens.
+        """
         ops = self.model.ops
         xp = ops.xp
         E = crf.promote(xp, ops.pad(emissions))
-        lengths = xp.asarray([len(e) for e in emissions], dtype="int32")
+        if spaces is not None:
+            # Only O at whitespace: a non-O tag scores NEG there, so Viterbi, the
+            # marginals and the span probabilities all see the same lattice.
+            not_o = xp.arange(E.shape[2]) > 0
+            E = xp.where(xp.asarray(spaces)[:, :, None] & not_o, crf.NEG, E)
+        lengths = xp.asarray(chains.length[bucket], dtype="int32")
+        cuts: Tuple[Any, Any] = (None, None)
+        if chains.cut_start[bucket].any() or chains.cut_end[bucket].any():
+            cuts = (xp.asarray(chains.cut_start[bucket]), xp.asarray(chains.cut_end[bucket]))
         trans, start, end = self._crf_params()
-        return E, lengths, crf.viterbi(xp, E, lengths, trans, start, end, self.tag_scheme)
+        path = crf.viterbi(xp, E, lengths, trans, start, end, self.tag_scheme, cuts)
+        return E, lengths, path, cuts
+
+    def _chain_log_probs(
+        self,
+        decoded: List[Tuple[Any, Any, Any, Tuple[Any, Any]]],
+        buckets: List[List[int]],
+        chains: "_Chains",
+        doc_paths: List[numpy.ndarray],
+        ents: Tuple[numpy.ndarray, ...],
+        owner: numpy.ndarray,
+    ) -> Any:
+        """Log-probabilities of the entities `ents` (doc, first token, last token,
+        label), each computed in the chain `owner` holds for it, in the order of `ents`,
+        on the model's device."""
+        xp = self.model.ops.xp
+        where = numpy.full((len(chains.doc), 2), -1, dtype="int64")
+        for b, bucket in enumerate(buckets):
+            where[bucket, 0] = b
+            where[bucket, 1] = numpy.arange(len(bucket))
+        out, order = [], []
+        for b, (bucket, (E, lengths, path, cuts)) in enumerate(zip(buckets, decoded)):
+            sel = numpy.flatnonzero(where[owner, 0] == b)
+            if not len(sel):
+                continue
+            if cuts[0] is not None:
+                # Windows: the span scores read the stitched path, not each window's own.
+                path = xp.asarray(_local_paths(doc_paths, chains, bucket, path.shape[1]))
+            c = owner[sel]
+            first = chains.start[c]
+            spans = (where[c, 1], ents[1][sel] - first, ents[2][sel] - first, ents[3][sel])
+            out.append(self._span_log_probs(E, lengths, path, spans, cuts))
+            order.append(sel)
+        log_p = xp.concatenate(out)
+        return log_p[xp.asarray(numpy.argsort(numpy.concatenate(order)))]
 
     def _span_log_probs(
-        self, E: Any, lengths: Any, path: Any, spans: Tuple[numpy.ndarray, ...]
+        self,
+        E: Any,
+        lengths: Any,
+        path: Any,
+        spans: Tuple[numpy.ndarray, ...],
+        cuts: Tuple[Any, Any] = (None, None),
     ) -> Any:
-        """Log-probabilities of the entities `spans` (doc, first token, last token,
+        """Log-probabilities of the entities `spans` (chain, first token, last token,
         label) found in one bucket's paths, on the model's device."""
         xp = self.model.ops.xp
         ts = self.tag_scheme
         trans, start, end = self._crf_params()
-        _, log_z, alpha, beta = crf.marginals(xp, E, lengths, trans, start, end, ts)
+        _, log_z, alpha, beta = crf.marginals(xp, E, lengths, trans, start, end, ts, cuts)
         doc_idx, starts, ends, _ = (xp.asarray(x) for x in spans)
         return crf.span_log_probs(
-            xp, E, trans, start, end, alpha, beta, log_z, lengths, path, doc_idx, starts, ends, ts
+            xp,
+            E,
+            trans,
+            start,
+            end,
+            alpha,
+            beta,
+            log_z,
+            lengths,
+            path,
+            doc_idx,
+            starts,
+            ends,
+            ts,
+            cuts,
         )
 
     def set_annotations(self, docs: Iterable[Doc], predictions: List[DocEntities]) -> None:
@@ -816,6 +946,210 @@ def _length_buckets(lengths: Sequence[int], max_padded: int = PADDED_BUDGET) -> 
     if current:
         buckets.append(current)
     return buckets
+
+
+class _Chains(NamedTuple):
+    """What the CRF decodes in a round: whole docs, or windows cut out of long docs.
+
+    doc (numpy.ndarray): The doc of each chain (an index into the round's docs).
+    start (numpy.ndarray): Its first token in the doc.
+    length (numpy.ndarray): Its number of tokens.
+    cut_start (numpy.ndarray): Whether it starts after the doc's start.
+    cut_end (numpy.ndarray): Whether it ends before the doc's end.
+    """
+
+    doc: numpy.ndarray
+    start: numpy.ndarray
+    length: numpy.ndarray
+    cut_start: numpy.ndarray
+    cut_end: numpy.ndarray
+
+    def slices(self, chains: List[int]) -> Iterator[Tuple[int, int, int]]:
+        """YIELDS (Tuple[int, int, int]): Doc, first token, end token of each chain."""
+        for i in chains:
+            a = int(self.start[i])
+            yield int(self.doc[i]), a, a + int(self.length[i])
+
+
+def _stride(window: Optional[int], lengths: numpy.ndarray, overlap: int = WINDOW_OVERLAP) -> int:
+    """Tokens between the seams of neighbouring windows (no windows: past every doc)."""
+    return window - 2 * overlap if window else int(lengths.max()) + 1
+
+
+def _plan_chains(
+    lengths: numpy.ndarray, window: Optional[int], overlap: int = WINDOW_OVERLAP
+) -> _Chains:
+    """Cut the docs longer than `window` into windows: window j's own part is
+    `[j * stride, (j + 1) * stride)`, and it reaches WINDOW_OVERLAP tokens further on
+    each side (within the doc). Shorter docs, or all if `window` is None, stay whole.
+
+    lengths (numpy.ndarray): Tokens per doc, all at least 1.
+    window (Optional[int]): The longest chain; None: no windows.
+    overlap (int): Tokens a window reaches past its own part on each side.
+    RETURNS (_Chains): The chains, each doc's in order.
+    """
+    stride = _stride(window, lengths, overlap)
+    cut = lengths > (window or lengths.max())
+    n_windows = numpy.where(cut, -(-lengths // stride), 1)
+    doc = numpy.repeat(numpy.arange(len(lengths)), n_windows)
+    j = numpy.arange(len(doc)) - numpy.repeat(numpy.cumsum(n_windows) - n_windows, n_windows)
+    n = lengths[doc]
+    lo = numpy.where(cut[doc], numpy.maximum(j * stride - overlap, 0), 0)
+    hi = numpy.where(cut[doc], numpy.minimum((j + 1) * stride + overlap, n), n)
+    return _Chains(doc, lo, hi - lo, lo > 0, hi < n)
+
+
+def _bucket_spaces(
+    spaces: Optional[List[numpy.ndarray]], docs: List[int], chains: _Chains, bucket: List[int]
+) -> Optional[numpy.ndarray]:
+    """RETURNS (Optional[numpy.ndarray]): `(B, T)`, True at the whitespace tokens of
+    the bucket's chains; None if it has none."""
+    if spaces is None:
+        return None
+    mask = numpy.zeros((len(bucket), int(chains.length[bucket].max())), dtype=bool)
+    for row, (d, a, z) in enumerate(chains.slices(bucket)):
+        mask[row, : z - a] = spaces[docs[d]][a:z]
+    return mask if mask.any() else None
+
+
+def _space_masks(docs: Sequence[Doc]) -> Optional[List[numpy.ndarray]]:
+    """RETURNS (Optional[List[numpy.ndarray]]): Per doc, True at whitespace tokens;
+    None if no doc has any."""
+    spaces = [doc.to_array("IS_SPACE").astype(bool) for doc in docs]
+    return spaces if any(s.any() for s in spaces) else None
+
+
+def _chain_paths(
+    paths: numpy.ndarray, decoded: List[Any], buckets: List[List[int]], chains: _Chains
+) -> List[numpy.ndarray]:
+    """Split the buckets' Viterbi paths, fetched as one flat array, per chain.
+
+    RETURNS (List[numpy.ndarray]): The tags of each chain.
+    """
+    out: List[numpy.ndarray] = [numpy.empty(0, dtype=paths.dtype)] * len(chains.doc)
+    offset = 0
+    for bucket, (_, _, path, _) in zip(buckets, decoded):
+        block = paths[offset : offset + path.size].reshape(path.shape)
+        offset += path.size
+        for row, c in enumerate(bucket):
+            out[c] = block[row, : chains.length[c]]
+    return out
+
+
+def _stitch(
+    chain_paths: List[numpy.ndarray], chains: _Chains
+) -> Tuple[List[numpy.ndarray], numpy.ndarray]:
+    """Join the paths of each doc's windows.
+
+    RETURNS (Tuple[List[numpy.ndarray], numpy.ndarray]): Each doc's path (all O where
+        its windows could not be joined), and which docs could not be.
+    """
+    n_docs = int(chains.doc[-1]) + 1
+    first = numpy.searchsorted(chains.doc, numpy.arange(n_docs))
+    last = numpy.append(first[1:], len(chains.doc))
+    doc_paths: List[numpy.ndarray] = []
+    failed = numpy.zeros(n_docs, dtype=bool)
+    for d, (a, z) in enumerate(zip(first.tolist(), last.tolist())):
+        path = _stitch_doc(chain_paths[a:z], chains.start[a:z])
+        if path is None:
+            failed[d] = True
+            path = numpy.zeros(int(chains.start[z - 1] + chains.length[z - 1]), dtype="int64")
+        doc_paths.append(path)
+    return doc_paths, failed
+
+
+def _stitch_doc(paths: List[numpy.ndarray], starts: numpy.ndarray) -> Optional[numpy.ndarray]:
+    """Join one doc's window paths: at each seam, at the position of the overlap
+    nearest its middle where both windows have the same tag. Up to there the path is
+    the left window's, after it the right one's: each transition is one of a window's
+    own valid path, so the joined path is valid.
+
+    paths (List[numpy.ndarray]): The windows' paths, in order.
+    starts (numpy.ndarray): The windows' first tokens.
+    RETURNS (Optional[numpy.ndarray]): The doc's path; None if at some seam the windows
+        agree nowhere.
+    """
+    if len(paths) == 1:
+        return paths[0]
+    pieces = []
+    taken = 0
+    for j in range(len(paths) - 1):
+        lo, hi = int(starts[j + 1]), int(starts[j]) + len(paths[j])
+        agree = numpy.flatnonzero(paths[j][lo - starts[j] :] == paths[j + 1][: hi - lo])
+        if not len(agree):
+            return None
+        t = lo + int(agree[numpy.abs(2 * agree + 2 * lo - lo - hi).argmin()])
+        pieces.append(paths[j][taken - starts[j] : t + 1 - starts[j]])
+        taken = t + 1
+    pieces.append(paths[-1][taken - starts[-1] :])
+    return numpy.concatenate(pieces)
+
+
+def _flat_spans(doc_paths: List[numpy.ndarray], ts: TagScheme) -> Tuple[numpy.ndarray, ...]:
+    """The entities of the docs' paths, found in one pass over their concatenation: a
+    valid path starts and ends outside an entity, so none runs from one doc into the
+    next.
+
+    RETURNS (Tuple[numpy.ndarray, ...]): Doc, first token, last token (inclusive) and
+        label index of each entity, in order.
+    """
+    lengths = numpy.asarray([len(p) for p in doc_paths])
+    offsets = numpy.cumsum(lengths) - lengths
+    flat = numpy.concatenate(doc_paths)[None, :]
+    _, starts, ends, labels = _spans_from_path(flat, lengths.sum(keepdims=True), ts)
+    doc = numpy.searchsorted(offsets, starts, side="right") - 1
+    return doc, starts - offsets[doc], ends - offsets[doc], labels
+
+
+def _assign_chains(
+    chains: _Chains,
+    lengths: numpy.ndarray,
+    ents: Tuple[numpy.ndarray, ...],
+    window: Optional[int],
+) -> numpy.ndarray:
+    """The chain that scores each entity: of the window holding its first token in its
+    own part and the next one, the one where it has more context on its scarcer side.
+
+    RETURNS (numpy.ndarray): A chain per entity; -1 where it has less than
+        WINDOW_CONTEXT tokens of context in both (the doc must be decoded exactly).
+    """
+    doc, starts, ends = ents[0], ents[1], ents[2]
+    n_docs = len(lengths)
+    first = numpy.searchsorted(chains.doc, numpy.arange(n_docs))
+    n_windows = numpy.bincount(chains.doc, minlength=n_docs)[doc]
+    j = numpy.minimum(starts // _stride(window, lengths), n_windows - 1)
+    own = first[doc] + j
+    nxt = numpy.where(j + 1 < n_windows, own + 1, own)
+    ctx_own = _context(chains, own, starts, ends)
+    ctx_nxt = _context(chains, nxt, starts, ends)
+    best = numpy.where(ctx_nxt > ctx_own, nxt, own)
+    return numpy.where(numpy.maximum(ctx_own, ctx_nxt) >= WINDOW_CONTEXT, best, -1)
+
+
+def _context(
+    chains: _Chains, chain: numpy.ndarray, starts: numpy.ndarray, ends: numpy.ndarray
+) -> numpy.ndarray:
+    """RETURNS (numpy.ndarray): Tokens of `chain` before and after each entity, the
+    fewer of the two (a side where the chain is not cut counts as plenty; negative if
+    the entity is not inside the chain)."""
+    lo = chains.start[chain]
+    hi = lo + chains.length[chain]
+    plenty = numpy.iinfo("int64").max // 2
+    left = numpy.where(chains.cut_start[chain], starts - lo, plenty)
+    right = numpy.where(chains.cut_end[chain], hi - 1 - ends, plenty)
+    inside = (starts >= lo) & (ends < hi)
+    return numpy.where(inside, numpy.minimum(left, right), -1)
+
+
+def _local_paths(
+    doc_paths: List[numpy.ndarray], chains: _Chains, bucket: List[int], T: int
+) -> numpy.ndarray:
+    """RETURNS (numpy.ndarray): `(B, T)`: the joined doc path under each of the
+    bucket's chains (0 at padding)."""
+    out = numpy.zeros((len(bucket), T), dtype="int64")
+    for row, (d, a, z) in enumerate(chains.slices(bucket)):
+        out[row, : z - a] = doc_paths[d][a:z]
+    return out
 
 
 def _tags_from_iob(arr: numpy.ndarray, label_ids: Dict[int, int], ts: TagScheme) -> numpy.ndarray:

@@ -3,7 +3,7 @@ import subprocess
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import numpy
 import pytest
@@ -17,8 +17,15 @@ from spacy.util import load_model_from_config, registry
 from thinc.api import SGD, fix_random_seed
 
 from spacy_ntk_ner import crf
+from spacy_ntk_ner import ner as ner_module
 from spacy_ntk_ner.crf import TagScheme
-from spacy_ntk_ner.ner import NTKEntityRecognizer, _spans_from_path
+from spacy_ntk_ner.ner import (
+    NTKEntityRecognizer,
+    _plan_chains,
+    _space_masks,
+    _spans_from_path,
+    _stitch_doc,
+)
 
 TRAIN = [
     ("I like London and Berlin .", [(7, 13, "LOC"), (18, 24, "LOC")]),
@@ -530,3 +537,170 @@ def test_trains_and_decodes_on_gpu() -> None:
             assert all(0.0 <= s <= 1.0 for s in doc.spans["ntk_ner"].attrs["scores"])
     finally:
         set_current_ops(NumpyOps())
+
+
+# ---- long docs in windows, whitespace tokens
+
+
+def random_component(scheme: str, seed: int, dtype: str = "float64") -> NTKEntityRecognizer:
+    """An ntk_ner with 3 labels and random CRF scores (the encoder is not used)."""
+    nlp = spacy.blank("en")
+    ner = nlp.add_pipe("ntk_ner", config={"scheme": scheme})
+    for label in ("A", "B", "C"):
+        ner.add_label(label)
+    nlp.initialize()
+    rng = numpy.random.default_rng(seed)
+    for name in ("transitions", "start", "end"):
+        shape = ner.model.get_param(name).shape
+        ner.model.set_param(name, rng.normal(size=shape).astype(dtype))
+    return ner
+
+
+def random_emissions(
+    ner: NTKEntityRecognizer, lengths: List[int], seed: int, dtype: str = "float64"
+) -> List[numpy.ndarray]:
+    """Emissions with O favoured, so that docs hold entities of a few tokens."""
+    rng = numpy.random.default_rng(seed)
+    K = len(ner.tag_scheme.tags)
+    out = []
+    for n in lengths:
+        e = rng.normal(size=(n, K)) * 2.0
+        e[:, 0] += 3.0
+        out.append(e.astype(dtype))
+    return out
+
+
+def exact(ner: NTKEntityRecognizer, emissions: List[numpy.ndarray], *spaces: Any) -> List[Any]:
+    saved = ner_module.WINDOW
+    ner_module.WINDOW = 10**9
+    try:
+        return ner._decode(emissions, *spaces)
+    finally:
+        ner_module.WINDOW = saved
+
+
+def by_span(doc_ents: List[Tuple[int, int, int, float]]) -> Dict[Tuple[int, int, int], float]:
+    return {(s, e, lab): p for s, e, lab, p in doc_ents}
+
+
+LONG = [3000, 1200, 700, ner_module.WINDOW + 1, ner_module.WINDOW, 40, 200]
+
+
+@pytest.mark.parametrize("scheme", ["BILUO", "BIO"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_windows_give_the_exact_entities_and_scores(scheme: str, seed: int) -> None:
+    # In float64 the windows' only difference from exact decoding is the context cut
+    # off beyond 64 tokens, and that is far below 1e-8 here.
+    ner = random_component(scheme, seed)
+    emissions = random_emissions(ner, LONG, seed)
+    windowed, whole = ner._decode(emissions), exact(ner, emissions)
+    assert sum(len(d) for d in whole) > 500
+    for w, x in zip(windowed, whole):
+        assert [e[:3] for e in w] == [e[:3] for e in x]
+        assert numpy.allclose([e[3] for e in w], [e[3] for e in x], atol=1e-8, rtol=0)
+
+
+def test_windows_in_float32_stay_near_exact_float64() -> None:
+    # In float32, exact decoding of a 3,000-token doc itself drifts (by 0.02-0.03 on
+    # these scores: its recursions sum thousands of log-scores); windows keep chains short.
+    ner64 = random_component("BILUO", 0)
+    ner32 = random_component("BILUO", 0, "float32")
+    reference = exact(ner64, random_emissions(ner64, LONG, 0))
+    windowed = ner32._decode(random_emissions(ner32, LONG, 0, "float32"))
+    for w, x in zip(windowed, reference):
+        assert [e[:3] for e in w] == [e[:3] for e in x]
+        assert numpy.allclose([e[3] for e in w], [e[3] for e in x], atol=5e-3, rtol=0)
+
+
+def test_the_position_loop_runs_over_the_window_not_the_doc(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    steps: List[int] = []
+    for name in ("viterbi", "marginals"):
+        original = getattr(crf, name)
+
+        def counting(xp: Any, E: Any, *args: Any, _f: Any = original, **kw: Any) -> Any:
+            steps.append(E.shape[1])
+            return _f(xp, E, *args, **kw)
+
+        monkeypatch.setattr(crf, name, counting)
+    ner = random_component("BILUO", 0)
+    decoded = ner._decode(random_emissions(ner, [10_000, 100], 0))
+    assert len(decoded[0]) > 100 and len(steps) >= 2
+    # A fixed bound, not WINDOW: the test must fail if windows are switched off.
+    assert max(steps) <= 512
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    scheme=st.sampled_from(["BILUO", "BIO"]),
+    n=st.integers(17, 120),
+    seed=st.integers(0, 10_000),
+    scale=st.floats(0.5, 5.0),
+)
+def test_stitched_paths_are_valid(scheme: str, n: int, seed: int, scale: float) -> None:
+    # Small windows (16 tokens, 4 of overlap) and strong random transitions: many seams.
+    ts = TagScheme.build(scheme, ["A", "B"])
+    K = len(ts.tags)
+    rng = numpy.random.default_rng(seed)
+    E = rng.normal(size=(n, K)) * scale
+    trans, start, end = rng.normal(size=(K, K)) * scale, *(rng.normal(size=(2, K)) * scale)
+    chains = _plan_chains(numpy.asarray([n]), 16, overlap=4)
+    assert chains.length.max() <= 16 and len(chains.doc) > 1
+    paths = []
+    for a, length, cs, ce in zip(chains.start, chains.length, chains.cut_start, chains.cut_end):
+        lens = numpy.asarray([length], dtype="int32")
+        cuts = (numpy.asarray([cs]), numpy.asarray([ce]))
+        paths.append(
+            crf.viterbi(numpy, E[None, a : a + length], lens, trans, start, end, ts, cuts)[0]
+        )
+    path = _stitch_doc(paths, chains.start)
+    if path is None:
+        return
+    assert len(path) == n and ts.start[path[0]] and ts.end[path[-1]]
+    assert all(ts.allowed[path[i - 1], path[i]] for i in range(1, n))
+
+
+def test_docs_that_windows_cannot_decode_are_decoded_exactly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ner = random_component("BILUO", 3)
+    K = len(ner.tag_scheme.tags)
+    # A 300-token entity (B-A, I-A..., L-A): longer than the windows' overlap.
+    E = numpy.zeros((2000, K))
+    E[:, 0] = 5.0
+    E[600, 1], E[601:899, 2], E[899, 3] = 20.0, 20.0, 20.0
+    windowed, whole = ner._decode([E]), exact(ner, [E])
+    assert (600, 900, 0) in by_span(windowed[0])
+    assert by_span(windowed[0]) == pytest.approx(by_span(whole[0]), abs=1e-12)
+    # Windows that agree at no position of a seam: the doc is decoded whole.
+    emissions = random_emissions(ner, [1500, 90], 3)
+    monkeypatch.setattr(ner_module, "_stitch_doc", lambda paths, starts: None)
+    assert ner._decode(emissions) == exact(ner, emissions)
+
+
+def test_whitespace_tokens_are_never_in_entities() -> None:
+    ner = random_component("BILUO", 0)
+    words = ["a", "\n", "b", "c", "  ", "d", "\n\n", "e", "f", " ", "g"] * 80
+    docs = [Doc(ner.vocab, words=words), Doc(ner.vocab, words=["   "])]
+    spaces = _space_masks(docs)
+    assert spaces is not None
+    # Emissions that want entities everywhere: without the mask they cover the spaces.
+    K = len(ner.tag_scheme.tags)
+    emissions = [numpy.full((len(d), K), 3.0) - numpy.eye(K)[0] * 6 for d in docs]
+    assert any(spaces[0][s:e].any() for s, e, *_ in ner._decode(emissions)[0])
+    for decoded in (ner._decode(emissions, spaces), exact(ner, emissions, spaces)):
+        assert decoded[1] == []
+        assert decoded[0] and not any(spaces[0][s:e].any() for s, e, *_ in decoded[0])
+
+
+def test_whitespace_docs_and_line_breaks(trained: Language) -> None:
+    for text in ["   ", "\n", " \n\t "]:
+        doc = trained(text)
+        assert len(doc.spans["ntk_ner"]) == 0 and len(doc.ents) == 0
+    doc = trained("I like London \n\n and Berlin .\nBerlin is big")
+    assert [(e.text, e.label_) for e in doc.ents] == [
+        ("London", "LOC"),
+        ("Berlin", "LOC"),
+        ("Berlin", "LOC"),
+    ]
