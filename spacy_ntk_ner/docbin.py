@@ -22,7 +22,7 @@ import srsly
 from spacy.attrs import ENT_IOB, ENT_TYPE, ORTH, SENT_START
 from spacy.strings import get_string_id
 
-from .bio import BIOError, DocRecord, doc_to_tags, label_problem, token_problem
+from .bio import IOB_I, BIOError, DocRecord, doc_to_tags, label_problem, token_problem
 from .errors import UserError
 
 # DocBin requires ORTH first and the rest sorted, as `DocBin.__init__` orders them.
@@ -148,7 +148,8 @@ def docbin_files(path: Path) -> List[Path]:
 def iter_docbin_sentences(path: Path) -> Iterator[Tuple[List[str], List[str]]]:
     """Read the sentences of a DocBin file, or of every `.spacy` file under a directory.
     A token or label that BIO text cannot hold (a whitespace token, a tab or line
-    break, a `-DOCSTART-` token) stops with an error naming the file and doc.
+    break, a `-DOCSTART-` token), or an entity that runs across a sentence start (BIO
+    text would read it back as two), stops with an error naming the file and doc.
 
     path (Path): A `.spacy` file or a directory.
     YIELDS (Tuple[List[str], List[str]]): Tokens and IOB2 tags of each sentence.
@@ -169,6 +170,7 @@ def iter_docbin_sentences(path: Path) -> Iterator[Tuple[List[str], List[str]]]:
             _check_writable(f, i, words, labels)
             tags = doc_to_tags(iob, labels)
             starts = [k for k, t in enumerate(doc) if k == 0 or t.is_sent_start]
+            _check_sentences(f, i, starts, iob)
             for a, b in zip(starts, starts[1:] + [len(doc)]):
                 yield words[a:b], tags[a:b]
 
@@ -179,6 +181,17 @@ def _check_writable(path: Path, doc_index: int, words: List[str], labels: List[s
         if problem:
             raise BIOError(
                 path, 0, f"doc {doc_index + 1}, token {j + 1}: {problem}; nothing was written"
+            )
+
+
+def _check_sentences(path: Path, doc_index: int, starts: List[int], iob: List[int]) -> None:
+    for k in starts[1:]:
+        if iob[k] == IOB_I:
+            raise BIOError(
+                path,
+                0,
+                f"doc {doc_index + 1}, token {k + 1}: an entity runs across the start of a "
+                "sentence, which BIO text cannot hold; nothing was written",
             )
 
 
