@@ -31,7 +31,8 @@ def main(argv: List[str]) -> int:
         print("\n".join(lines[-TAIL_LINES:]), file=sys.stderr)
         print(f"error: {' '.join(argv[2:])} failed (exit {code}); full log: {log}", file=sys.stderr)
         return code
-    print(f"{' '.join(argv[2:4])}: done (log: {log})")
+    shown = argv[4:] if argv[2:4] == ["python", "-m"] else argv[2:]
+    print(f"{' '.join(shown[:2])}: done (log: {log})")
     return 0
 
 
