@@ -12,6 +12,7 @@ This module imports no torch or transformers: spaCy imports it whenever it build
 a `Language`.
 """
 
+import math
 from itertools import islice
 from pathlib import Path
 from typing import (
@@ -100,6 +101,7 @@ DocEntities = List[Tuple[int, int, int, float]]
         "k": 1,
         "alpha": 0.0,
         "alpha_warmup_steps": 0,
+        "o_unknown_weight": 0.0,
         "threshold": 0.0,
         "spans_key": "ntk_ner",
         "overwrite_ents": True,
@@ -120,6 +122,7 @@ def make_ntk_ner(
     k: int,
     alpha: float,
     alpha_warmup_steps: int,
+    o_unknown_weight: float,
     threshold: float,
     spans_key: str,
     overwrite_ents: bool,
@@ -134,6 +137,10 @@ def make_ntk_ner(
     alpha (float): Weight of the agreement loss between the k passes (0: off).
     alpha_warmup_steps (int): Optimizer steps (`finish_update` calls; with
         `accumulate_gradient = n`, n batches each) before the agreement loss starts.
+    o_unknown_weight (float): Partial-label training, for corpora whose O tags
+        include missed mentions: at a token tagged O in the training data, every
+        other tag has this weight against O's 1 in the gold lattice (0: trust every
+        O, the plain loss; 1: an O tells nothing, as a token without gold).
     threshold (float): Entities scored below it stay out of `doc.ents`.
     spans_key (str): Key of the SpanGroup in `doc.spans` holding every decoded
         entity, with their scores in `attrs["scores"]`.
@@ -150,6 +157,7 @@ def make_ntk_ner(
         k=k,
         alpha=alpha,
         alpha_warmup_steps=alpha_warmup_steps,
+        o_unknown_weight=o_unknown_weight,
         threshold=threshold,
         spans_key=spans_key,
         overwrite_ents=overwrite_ents,
@@ -171,13 +179,16 @@ class NTKEntityRecognizer(TrainablePipe):
         k: int = 1,
         alpha: float = 0.0,
         alpha_warmup_steps: int = 0,
+        o_unknown_weight: float = 0.0,
         threshold: float = 0.0,
         spans_key: str = "ntk_ner",
         overwrite_ents: bool = True,
         scorer: Optional[Callable] = None,
     ) -> None:
         """Initialize the component. See `make_ntk_ner` for the settings."""
-        _check_settings(scheme, k, alpha, alpha_warmup_steps, threshold, spans_key)
+        _check_settings(
+            scheme, k, alpha, alpha_warmup_steps, o_unknown_weight, threshold, spans_key
+        )
         self.vocab = vocab
         self.model = model
         self.name = name
@@ -188,6 +199,7 @@ class NTKEntityRecognizer(TrainablePipe):
             "k": k,
             "alpha": alpha,
             "alpha_warmup_steps": alpha_warmup_steps,
+            "o_unknown_weight": o_unknown_weight,
             "threshold": threshold,
             "spans_key": spans_key,
             "overwrite_ents": overwrite_ents,
@@ -650,9 +662,8 @@ class NTKEntityRecognizer(TrainablePipe):
         index = [p * n + i for p in range(k) for i in bucket]
         E = crf.promote(xp, ops.pad([outputs[j] for j in index])).reshape(k, m, T, K)
         gold = xp.asarray(self._gold([examples[i] for i in bucket], T))[:, :, None]
-        # At a token with gold, only the gold tag; elsewhere any tag.
-        allowed = (gold < 0) | (gold == xp.arange(K))
-        lattices = xp.stack([E, xp.where(allowed, E, crf.NEG)]).reshape(2 * k * m, T, K)
+        lattices = xp.stack([E, _gold_lattice(xp, E, gold, self.cfg["o_unknown_weight"])])
+        lattices = lattices.reshape(2 * k * m, T, K)
         lengths = xp.asarray(numpy.tile(lengths_h, 2 * k))
         trans, start, end = self._crf_params()
         log_m, log_z, a, b = crf.marginals(xp, lattices, lengths, trans, start, end, ts)
@@ -908,7 +919,13 @@ def check_passes_encoder(name: str, k: int, model: Model) -> None:
 
 
 def _check_settings(
-    scheme: str, k: int, alpha: float, alpha_warmup_steps: int, threshold: float, spans_key: str
+    scheme: str,
+    k: int,
+    alpha: float,
+    alpha_warmup_steps: int,
+    o_unknown_weight: float,
+    threshold: float,
+    spans_key: str,
 ) -> None:
     problems = []
     if scheme not in SCHEMES:
@@ -919,12 +936,32 @@ def _check_settings(
         problems.append(f"alpha (agreement loss weight) must be 0 or more, not {alpha!r}")
     if alpha_warmup_steps < 0:
         problems.append(f"alpha_warmup_steps must be 0 or more, not {alpha_warmup_steps!r}")
+    if not 0.0 <= o_unknown_weight <= 1.0:
+        problems.append(f"o_unknown_weight must be between 0 and 1, not {o_unknown_weight!r}")
     if not 0.0 <= threshold <= 1.0:
         problems.append(f"threshold must be between 0 and 1, not {threshold!r}")
     if not spans_key:
         problems.append("spans_key must not be empty")
     if problems:
         raise UserError("[ntk_ner] " + "; ".join(problems))
+
+
+def _gold_lattice(xp: Any, E: Any, gold: Any, o_unknown_weight: float) -> Any:
+    """The emissions of the gold-constrained lattice: at a token with gold only the
+    gold tag, elsewhere any tag; with `o_unknown_weight` w > 0, a token tagged O also
+    admits every other tag at weight w (log w added to its score).
+
+    E (Floats4d): `(k, B, T, K)` emission scores.
+    gold (Ints3d): `(B, T, 1)` gold tag indices, -1 where there is none.
+    o_unknown_weight (float): w, in [0, 1].
+    RETURNS (Floats4d): The constrained emissions.
+    """
+    allowed = (gold < 0) | (gold == xp.arange(E.shape[-1]))
+    if o_unknown_weight <= 0.0:
+        return xp.where(allowed, E, crf.NEG)
+    # The tag index of O is 0 in both schemes (crf.TagScheme).
+    soft = (gold == 0) & ~allowed
+    return xp.where(allowed, E, xp.where(soft, E + math.log(o_unknown_weight), crf.NEG))
 
 
 def _length_buckets(lengths: Sequence[int], max_padded: int = PADDED_BUDGET) -> List[List[int]]:

@@ -74,7 +74,10 @@ def test_spans_key_at_load_takes_effect(saved: Path) -> None:
     assert len(doc.spans["scored"]) == 2
 
 
-@pytest.mark.parametrize("setting,value", [("k", 3), ("alpha", 2.0), ("alpha_warmup_steps", 7)])
+@pytest.mark.parametrize(
+    "setting,value",
+    [("k", 3), ("alpha", 2.0), ("alpha_warmup_steps", 7), ("o_unknown_weight", 0.25)],
+)
 def test_training_settings_at_load_take_effect(saved: Path, setting: str, value: Any) -> None:
     nlp = load(saved, **{setting: value})
     assert nlp.get_pipe("ntk_ner").cfg[setting] == value

@@ -96,6 +96,8 @@ def test_factory_declares_assigns_and_scores() -> None:
         ({"threshold": 1.5}, "threshold must be between 0 and 1"),
         ({"scheme": "IOB"}, "scheme must be one of BILUO, BIO"),
         ({"alpha_warmup_steps": -2}, "alpha_warmup_steps must be 0 or more"),
+        ({"o_unknown_weight": 1.5}, "o_unknown_weight must be between 0 and 1"),
+        ({"o_unknown_weight": -0.1}, "o_unknown_weight must be between 0 and 1"),
     ],
 )
 def test_bad_settings_are_named(config: dict, setting: str) -> None:
@@ -704,3 +706,88 @@ def test_whitespace_docs_and_line_breaks(trained: Language) -> None:
         ("Berlin", "LOC"),
         ("Berlin", "LOC"),
     ]
+
+
+def _brute_force_partial_loss(
+    E: numpy.ndarray, ner: NTKEntityRecognizer, gold: List[int], w: float
+) -> Tuple[float, numpy.ndarray]:
+    """The partial-label loss and its gradient for one doc, over every tag sequence:
+    -log of the weighted sum over sequences that keep the gold (a token tagged O may
+    take another tag at weight w each) plus log Z."""
+    import itertools
+
+    ts = ner.tag_scheme
+    trans, start, end = (numpy.asarray(a, dtype="float64") for a in ner._crf_params())
+    n, K = E.shape
+    free, kept = [], []
+    for seq in itertools.product(range(K), repeat=n):
+        if not (ts.start[seq[0]] and ts.end[seq[-1]]):
+            continue
+        if not all(ts.allowed[i, j] for i, j in zip(seq, seq[1:])):
+            continue
+        s = start[seq[0]] + end[seq[-1]] + sum(E[t, j] for t, j in enumerate(seq))
+        s += sum(trans[i, j] for i, j in zip(seq, seq[1:]))
+        weight = 1.0
+        for g, y in zip(gold, seq):
+            if g >= 0 and y != g:
+                weight *= w if g == 0 else 0.0
+        free.append((seq, s))
+        if weight > 0:
+            kept.append((seq, s + numpy.log(weight)))
+
+    def log_z_and_marginals(items: List[Tuple[Any, float]]) -> Tuple[float, numpy.ndarray]:
+        log_z = numpy.logaddexp.reduce([s for _, s in items])
+        marg = numpy.zeros((n, K))
+        for seq, s in items:
+            marg[numpy.arange(n), seq] += numpy.exp(s - log_z)
+        return float(log_z), marg
+
+    z_free, m_free = log_z_and_marginals(free)
+    z_kept, m_kept = log_z_and_marginals(kept)
+    return z_free - z_kept, m_free - m_kept
+
+
+@pytest.mark.parametrize("scheme", ["BILUO", "BIO"])
+@pytest.mark.parametrize("w", [0.0, 0.3, 1.0])
+def test_o_unknown_weight_loss_matches_brute_force(scheme: str, w: float) -> None:
+    nlp = spacy.blank("en")
+    ner = nlp.add_pipe("ntk_ner", config={"scheme": scheme, "o_unknown_weight": w})
+    words = ["I", "like", "London", "."]
+    gold_doc = Doc(nlp.vocab, words=words, ents=["O", "", "B-LOC", "O"])
+    nlp.initialize(lambda: [Example(Doc(nlp.vocab, words=words), gold_doc)])
+    ts = ner.tag_scheme
+    rng = numpy.random.default_rng(0)
+    trans, start, end = ner._crf_params()
+    trans[...] = rng.normal(size=trans.shape)
+    start[...] = rng.normal(size=start.shape)
+    end[...] = rng.normal(size=end.shape)
+    E = rng.normal(size=(len(words), len(ts.tags))).astype("float32") * 2
+    eg = Example(Doc(nlp.vocab, words=words), gold_doc)
+    loss, grads = ner.get_loss([eg], [E])
+    gold = [0, -1, ts.tags.index("U-LOC" if scheme == "BILUO" else "B-LOC"), 0]
+    ref_loss, ref_grad = _brute_force_partial_loss(E.astype("float64"), ner, gold, w)
+    assert loss == pytest.approx(ref_loss, rel=1e-4)
+    numpy.testing.assert_allclose(grads[0], ref_grad, atol=1e-5)
+
+
+def test_o_unknown_weight_0_is_the_plain_loss_and_1_is_missing_gold() -> None:
+    nlp = spacy.blank("en")
+    ner = nlp.add_pipe("ntk_ner")
+    examples = make_examples(nlp)
+    nlp.initialize(lambda: examples)
+    scores = ner.model.predict([eg.predicted for eg in examples])
+    plain, _ = ner.get_loss(examples, scores)
+    ner.cfg["o_unknown_weight"] = 1.0
+    unknown, _ = ner.get_loss(examples, scores)
+    # Gold with every O made missing: the reference for weight 1.
+    missing = []
+    for eg in examples:
+        ents = [t.ent_iob_ + ("-" + t.ent_type_ if t.ent_type_ else "") for t in eg.reference]
+        ents = ["" if e == "O" else e for e in ents]
+        words = [t.text for t in eg.reference]
+        missing.append(Example(eg.predicted, Doc(nlp.vocab, words=words, ents=ents)))
+    ner.cfg["o_unknown_weight"] = 0.0
+    assert ner.get_loss(missing, scores)[0] == pytest.approx(unknown, rel=1e-5)
+    assert plain > unknown
+    ner.cfg["o_unknown_weight"] = 1e-12
+    assert ner.get_loss(examples, scores)[0] == pytest.approx(plain, rel=1e-5)
