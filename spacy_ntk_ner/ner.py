@@ -12,7 +12,6 @@ This module imports no torch or transformers: spaCy imports it whenever it build
 a `Language`.
 """
 
-import math
 from itertools import islice
 from pathlib import Path
 from typing import (
@@ -50,7 +49,6 @@ from .crf import TagScheme
 from .errors import UserError
 from .models import HEAD_LR_SCALE
 
-SCHEMES = ("BILUO", "BIO")
 # Docs x longest doc that the CRF pads into one array (see `_length_buckets`).
 PADDED_BUDGET = 4096
 # At prediction a doc longer than WINDOW tokens is decoded in windows of at most WINDOW
@@ -405,9 +403,9 @@ class NTKEntityRecognizer(TrainablePipe):
         doc_paths, failed = _stitch(_chain_paths(paths, decoded, buckets, chains), chains)
         ents = _flat_spans(doc_paths, self.tag_scheme)
         owner = _assign_chains(chains, lengths, ents, window)
-        failed[ents[0][owner < 0]] = True
-        keep = ~failed[ents[0]]
-        ents, owner = tuple(x[keep] for x in ents), owner[keep]
+        failed[ents.doc[owner < 0]] = True
+        keep = ~failed[ents.doc]
+        ents, owner = crf.Entities(*(x[keep] for x in ents)), owner[keep]
         if len(owner):
             log_p = self._chain_log_probs(decoded, buckets, chains, doc_paths, ents, owner)
             found.append((docs, ents, log_p))
@@ -437,8 +435,7 @@ class NTKEntityRecognizer(TrainablePipe):
         cuts: Tuple[Any, Any] = (None, None)
         if chains.cut_start[bucket].any() or chains.cut_end[bucket].any():
             cuts = (xp.asarray(chains.cut_start[bucket]), xp.asarray(chains.cut_end[bucket]))
-        trans, start, end = self._crf_params()
-        path = crf.viterbi(xp, E, lengths, trans, start, end, self.tag_scheme, cuts)
+        path = crf.viterbi(xp, E, lengths, self._crf_params(), self.tag_scheme, cuts)
         return E, lengths, path, cuts
 
     def _chain_log_probs(
@@ -447,7 +444,7 @@ class NTKEntityRecognizer(TrainablePipe):
         buckets: List[List[int]],
         chains: "_Chains",
         doc_paths: List[numpy.ndarray],
-        ents: Tuple[numpy.ndarray, ...],
+        ents: crf.Entities,
         owner: numpy.ndarray,
     ) -> Any:
         """Log-probabilities of the entities `ents` (doc, first token, last token,
@@ -467,8 +464,10 @@ class NTKEntityRecognizer(TrainablePipe):
                 # Windows: the span scores read the stitched path, not each window's own.
                 path = xp.asarray(_local_paths(doc_paths, chains, bucket, path.shape[1]))
             c = owner[sel]
-            first = chains.start[c]
-            spans = (where[c, 1], ents[1][sel] - first, ents[2][sel] - first, ents[3][sel])
+            offset = chains.start[c]
+            spans = crf.Entities(
+                where[c, 1], ents.first[sel] - offset, ents.last[sel] - offset, ents.label[sel]
+            )
             out.append(self._span_log_probs(E, lengths, path, spans, cuts))
             order.append(sel)
         log_p = xp.concatenate(out)
@@ -479,33 +478,17 @@ class NTKEntityRecognizer(TrainablePipe):
         E: Any,
         lengths: Any,
         path: Any,
-        spans: Tuple[numpy.ndarray, ...],
+        spans: crf.Entities,
         cuts: Tuple[Any, Any] = (None, None),
     ) -> Any:
-        """Log-probabilities of the entities `spans` (chain, first token, last token,
-        label) found in one bucket's paths, on the model's device."""
+        """Log-probabilities of the entities `spans` (their doc is a chain of the
+        bucket) found in one bucket's paths, on the model's device."""
         xp = self.model.ops.xp
         ts = self.tag_scheme
-        trans, start, end = self._crf_params()
-        _, log_z, alpha, beta = crf.marginals(xp, E, lengths, trans, start, end, ts, cuts)
-        doc_idx, starts, ends, _ = (xp.asarray(x) for x in spans)
-        return crf.span_log_probs(
-            xp,
-            E,
-            trans,
-            start,
-            end,
-            alpha,
-            beta,
-            log_z,
-            lengths,
-            path,
-            doc_idx,
-            starts,
-            ends,
-            ts,
-            cuts,
-        )
+        params = self._crf_params()
+        fb = crf.marginals(xp, E, lengths, params, ts, cuts)
+        on_device = crf.Entities(*(xp.asarray(x) for x in spans))
+        return crf.span_log_probs(xp, E, lengths, params, fb, path, on_device, ts, cuts)
 
     def set_annotations(self, docs: Iterable[Doc], predictions: List[DocEntities]) -> None:
         """Set `doc.ents` and the scored SpanGroup `doc.spans[spans_key]`.
@@ -573,7 +556,7 @@ class NTKEntityRecognizer(TrainablePipe):
         outputs, backprop = self.model.begin_update(docs + copies)
         loss, d_outputs, d_params = self._loss(examples, outputs, k, alpha)
         backprop(d_outputs)
-        for name, grad in d_params.items():
+        for name, grad in zip(crf.Params._fields, d_params):
             self.model.inc_grad(name, grad)
         if sgd is not None:
             self.finish_update(sgd)
@@ -595,6 +578,8 @@ class NTKEntityRecognizer(TrainablePipe):
         return float(loss), d_scores
 
     def _gold(self, examples: Sequence[Example], T: int) -> numpy.ndarray:
+        """RETURNS (numpy.ndarray): `(B, T)`, the gold tag index of each token of the
+        examples' predicted docs, -1 where there is none (and at padding)."""
         gold = numpy.full((len(examples), T), -1, dtype="int32")
         ts = self.tag_scheme
         label_ids = {self.vocab.strings.add(label): i for i, label in enumerate(ts.labels)}
@@ -602,7 +587,11 @@ class NTKEntityRecognizer(TrainablePipe):
             x, y = eg.predicted, eg.reference
             if len(x) == len(y) and numpy.array_equal(x.to_array(ORTH), y.to_array(ORTH)):
                 # Same tokens: read the gold straight from the reference's arrays.
-                gold[i, : len(x)] = _tags_from_iob(y.to_array([ENT_IOB, ENT_TYPE]), label_ids, ts)
+                iob, types = y.to_array([ENT_IOB, ENT_TYPE]).T
+                label = numpy.fromiter(
+                    (label_ids.get(h, -1) for h in types.tolist()), "int64", len(types)
+                )
+                gold[i, : len(x)] = ts.tags_from_iob(iob, label)
             else:
                 tags = ts.gold_index(eg.get_aligned_ner())
                 gold[i, : len(tags)] = tags
@@ -610,85 +599,63 @@ class NTKEntityRecognizer(TrainablePipe):
 
     def _loss(
         self, examples: Sequence[Example], outputs: List[Floats2d], k: int, alpha: float
-    ) -> Tuple[Any, List[Floats2d], Dict[str, Any]]:
+    ) -> Tuple[Any, List[Floats2d], crf.Params]:
         """The loss of a batch, its gradient for each output, and the CRF's gradients.
 
         outputs (List[Floats2d]): The k passes' outputs one pass after the other: doc i
             of pass p at `p * len(examples) + i`.
-        RETURNS (Tuple[Any, List[Floats2d], Dict[str, Any]]): The loss (a scalar on the
+        RETURNS (Tuple[Any, List[Floats2d], crf.Params]): The loss (a scalar on the
             model's device), the gradients of `outputs`, and those of the CRF's params.
         """
         xp = self.model.ops.xp
-        trans = self._crf_params()[0]
-        n_tags = len(self.tag_scheme.tags)
-        d_params = {
-            "transitions": xp.zeros_like(trans),
-            "start": xp.zeros((n_tags,), dtype=trans.dtype),
-            "end": xp.zeros((n_tags,), dtype=trans.dtype),
-        }
+        d_params = crf.Params(*(xp.zeros_like(p) for p in self._crf_params()))
         d_outputs: List[Any] = [None] * len(outputs)
         total = xp.zeros((), dtype="float32")
+        n = len(examples)
         for bucket in _length_buckets([len(eg.predicted) for eg in examples]):
-            total = total + self._loss_bucket(
-                examples, outputs, k, alpha, bucket, d_params, d_outputs
+            index = [p * n + i for p in range(k) for i in bucket]
+            loss, d_bucket, grads = self._loss_bucket(
+                [examples[i] for i in bucket], [outputs[j] for j in index], k, alpha
             )
+            total = total + loss
+            d_params = crf.Params(*(d + g for d, g in zip(d_params, d_bucket)))
+            for j, d in zip(index, grads):
+                d_outputs[j] = d
         # Empty docs: empty gradients.
         d_outputs = [xp.zeros_like(o) if d is None else d for o, d in zip(outputs, d_outputs)]
         return total, d_outputs, d_params
 
     def _loss_bucket(
-        self,
-        examples: Sequence[Example],
-        outputs: List[Floats2d],
-        k: int,
-        alpha: float,
-        bucket: List[int],
-        d_params: Dict[str, Any],
-        d_outputs: List[Any],
-    ) -> Any:
-        """The loss of docs of similar length (the batch's docs at the indices in
-        `bucket`) over the k passes. The free and the gold-constrained lattices of all
-        passes go through the CRF as one batch. The outputs' gradients go into
-        `d_outputs`, the CRF's are added to `d_params`.
+        self, examples: Sequence[Example], outputs: List[Floats2d], k: int, alpha: float
+    ) -> Tuple[Any, crf.Params, List[Floats2d]]:
+        """The loss of docs of similar length over the k passes, all passes through the
+        CRF as one batch (`crf.gold_loss`), plus the agreement loss between them.
 
-        RETURNS (Any): The loss, a scalar on the model's device.
+        examples (Sequence[Example]): The docs.
+        outputs (List[Floats2d]): Their outputs, one pass after the other.
+        RETURNS (Tuple[Any, crf.Params, List[Floats2d]]): The loss (a scalar on the
+            model's device), the CRF's gradients and those of `outputs`.
         """
         ops = self.model.ops
         xp = ops.xp
         ts = self.tag_scheme
-        n, m = len(examples), len(bucket)
-        lengths_h = numpy.asarray([len(examples[i].predicted) for i in bucket], dtype="int32")
+        m = len(examples)
+        lengths_h = numpy.asarray([len(eg.predicted) for eg in examples], dtype="int32")
         T, K = int(lengths_h.max()), len(ts.tags)
-        index = [p * n + i for p in range(k) for i in bucket]
-        E = crf.promote(xp, ops.pad([outputs[j] for j in index])).reshape(k, m, T, K)
-        gold = xp.asarray(self._gold([examples[i] for i in bucket], T))[:, :, None]
-        lattices = xp.stack([E, _gold_lattice(xp, E, gold, self.cfg["o_unknown_weight"])])
-        lattices = lattices.reshape(2 * k * m, T, K)
-        lengths = xp.asarray(numpy.tile(lengths_h, 2 * k))
-        trans, start, end = self._crf_params()
-        log_m, log_z, a, b = crf.marginals(xp, lattices, lengths, trans, start, end, ts)
-        free_z, gold_z = log_z.reshape(2, k, m)
-        # A doc whose partial gold admits no valid tag sequence teaches nothing.
-        ok = (gold_z > crf.NEG / 2).astype(E.dtype)
-        loss = ((free_z - gold_z) * ok).sum() / k
-        # Expected counts under the free lattices less those under the constrained ones.
-        w = xp.concatenate([ok, -ok]).ravel() / k
-        d_params["transitions"] += crf.transition_counts(
-            xp, lattices, lengths, trans, a, b, log_z, ts, w
+        E = crf.promote(xp, ops.pad(outputs))
+        gold = xp.asarray(numpy.tile(self._gold(examples, T), (k, 1)))[:, :, None]
+        lengths = xp.asarray(numpy.tile(lengths_h, k))
+        result = crf.gold_loss(
+            xp, E, gold, lengths, self._crf_params(), ts, self.cfg["o_unknown_weight"], k
         )
-        first, last = crf.boundary_counts(xp, log_m, lengths, w)
-        d_params["start"] += first
-        d_params["end"] += last
-        log_m = log_m.reshape(2, k, m, T, K)
-        probs = xp.exp(log_m)
-        pos = crf.position_mask(xp, lengths[:m], T)
-        grads = (probs[0] - probs[1]) * (ok[:, :, None] * pos)[..., None] / k
+        loss, grads = result.loss, result.d_emissions.reshape(k, m, T, K)
         if k > 1 and alpha > 0:
-            loss = loss + self._agreement(xp, log_m[0], grads, pos, alpha)
-        grads = grads.reshape(k * m, T, K).astype(outputs[index[0]].dtype, copy=False)
-        for j, d in zip(index, ops.unpad(grads, lengths_h.tolist() * k)):
-            d_outputs[j] = d
-        return loss
+            log_m = result.log_marginals.reshape(k, m, T, K)
+            pos = crf.position_mask(xp, lengths[:m], T)
+            loss = loss + self._agreement(xp, log_m, grads, pos, alpha)
+        grads = grads.reshape(k * m, T, K).astype(outputs[0].dtype, copy=False)
+        d_outputs = cast(List[Floats2d], ops.unpad(grads, lengths_h.tolist() * k))
+        return loss, result.d_params, d_outputs
 
     @staticmethod
     def _agreement(xp: Any, log_m: Any, grads: Any, pos: Any, alpha: float) -> Any:
@@ -733,9 +700,8 @@ class NTKEntityRecognizer(TrainablePipe):
         head = {self.model.id, self.model.get_ref("output_layer").id}
         self.model.finish_update(cast(Optimizer, _HeadScaledOptimizer(sgd, head, scale)))
 
-    def _crf_params(self) -> Tuple[Any, Any, Any]:
-        m = self.model
-        return m.get_param("transitions"), m.get_param("start"), m.get_param("end")
+    def _crf_params(self) -> crf.Params:
+        return crf.Params(*(self.model.get_param(name) for name in crf.Params._fields))
 
     # ---- serialization. The saved cfg carries every setting, but on load only what was
     # learned (LEARNED) comes from it: the settings are the config's, so that
@@ -928,8 +894,8 @@ def _check_settings(
     spans_key: str,
 ) -> None:
     problems = []
-    if scheme not in SCHEMES:
-        problems.append(f"scheme must be one of {', '.join(SCHEMES)}, not {scheme!r}")
+    if scheme not in TagScheme.NAMES:
+        problems.append(f"scheme must be one of {', '.join(TagScheme.NAMES)}, not {scheme!r}")
     if not isinstance(k, int) or k < 1:
         problems.append(f"k (forward passes per batch) must be at least 1, not {k!r}")
     if not alpha >= 0:
@@ -944,24 +910,6 @@ def _check_settings(
         problems.append("spans_key must not be empty")
     if problems:
         raise UserError("[ntk_ner] " + "; ".join(problems))
-
-
-def _gold_lattice(xp: Any, E: Any, gold: Any, o_unknown_weight: float) -> Any:
-    """The emissions of the gold-constrained lattice: at a token with gold only the
-    gold tag, elsewhere any tag; with `o_unknown_weight` w > 0, a token tagged O also
-    admits every other tag at weight w (log w added to its score).
-
-    E (Floats4d): `(k, B, T, K)` emission scores.
-    gold (Ints3d): `(B, T, 1)` gold tag indices, -1 where there is none.
-    o_unknown_weight (float): w, in [0, 1].
-    RETURNS (Floats4d): The constrained emissions.
-    """
-    allowed = (gold < 0) | (gold == xp.arange(E.shape[-1]))
-    if o_unknown_weight <= 0.0:
-        return xp.where(allowed, E, crf.NEG)
-    # The tag index of O is 0 in both schemes (crf.TagScheme).
-    soft = (gold == 0) & ~allowed
-    return xp.where(allowed, E, xp.where(soft, E + math.log(o_unknown_weight), crf.NEG))
 
 
 def _length_buckets(lengths: Sequence[int], max_padded: int = PADDED_BUDGET) -> List[List[int]]:
@@ -1122,26 +1070,25 @@ def _stitch_doc(paths: List[numpy.ndarray], starts: numpy.ndarray) -> Optional[n
     return numpy.concatenate(pieces)
 
 
-def _flat_spans(doc_paths: List[numpy.ndarray], ts: TagScheme) -> Tuple[numpy.ndarray, ...]:
+def _flat_spans(doc_paths: List[numpy.ndarray], ts: TagScheme) -> crf.Entities:
     """The entities of the docs' paths, found in one pass over their concatenation: a
     valid path starts and ends outside an entity, so none runs from one doc into the
     next.
 
-    RETURNS (Tuple[numpy.ndarray, ...]): Doc, first token, last token (inclusive) and
-        label index of each entity, in order.
+    RETURNS (crf.Entities): The entities, in order.
     """
     lengths = numpy.asarray([len(p) for p in doc_paths])
     offsets = numpy.cumsum(lengths) - lengths
     flat = numpy.concatenate(doc_paths)[None, :]
-    _, starts, ends, labels = _spans_from_path(flat, lengths.sum(keepdims=True), ts)
+    _, starts, ends, labels = ts.entities(flat, lengths.sum(keepdims=True))
     doc = numpy.searchsorted(offsets, starts, side="right") - 1
-    return doc, starts - offsets[doc], ends - offsets[doc], labels
+    return crf.Entities(doc, starts - offsets[doc], ends - offsets[doc], labels)
 
 
 def _assign_chains(
     chains: _Chains,
     lengths: numpy.ndarray,
-    ents: Tuple[numpy.ndarray, ...],
+    ents: crf.Entities,
     window: Optional[int],
 ) -> numpy.ndarray:
     """The chain that scores each entity: of the window holding its first token in its
@@ -1150,7 +1097,7 @@ def _assign_chains(
     RETURNS (numpy.ndarray): A chain per entity; -1 where it has less than
         WINDOW_CONTEXT tokens of context in both (the doc must be decoded exactly).
     """
-    doc, starts, ends = ents[0], ents[1], ents[2]
+    doc, starts, ends = ents.doc, ents.first, ents.last
     n_docs = len(lengths)
     first = numpy.searchsorted(chains.doc, numpy.arange(n_docs))
     n_windows = numpy.bincount(chains.doc, minlength=n_docs)[doc]
@@ -1187,57 +1134,3 @@ def _local_paths(
     for row, (d, a, z) in enumerate(chains.slices(bucket)):
         out[row, : z - a] = doc_paths[d][a:z]
     return out
-
-
-def _tags_from_iob(arr: numpy.ndarray, label_ids: Dict[int, int], ts: TagScheme) -> numpy.ndarray:
-    """Turn a doc's ENT_IOB and ENT_TYPE columns into tag indices, -1 where missing.
-
-    arr (numpy.ndarray): `(n, 2)`: ENT_IOB (0 missing, 1 I, 2 O, 3 B) and ENT_TYPE.
-    label_ids (Dict[int, int]): Label hash to label index.
-    ts (TagScheme): The tags.
-    RETURNS (numpy.ndarray): `(n,)` tag indices.
-    """
-    iob = arr[:, 0].astype("int64")
-    label = numpy.fromiter((label_ids.get(h, -1) for h in arr[:, 1].tolist()), "int64", len(iob))
-    inside_next = numpy.zeros(len(iob), dtype=bool)
-    inside_next[:-1] = iob[1:] == 1
-    if ts.name == "BILUO":
-        # B then I continues: B; B alone: U (3); I then I: I; I last: L (2).
-        offset = numpy.where(
-            iob == 3, numpy.where(inside_next, 0, 3), numpy.where(inside_next, 1, 2)
-        )
-        n_pre = 4
-    else:
-        offset = numpy.where(iob == 3, 0, 1)
-        n_pre = 2
-    tags = 1 + label * n_pre + offset
-    tags = numpy.where(iob == 2, 0, tags)
-    # Missing annotation, and entities of labels the component does not have: no gold.
-    return numpy.where((iob == 0) | ((iob != 2) & (label < 0)), -1, tags)
-
-
-def _spans_from_path(
-    path: numpy.ndarray, lengths: numpy.ndarray, ts: TagScheme
-) -> Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray, numpy.ndarray]:
-    """Find the entities of decoded tag paths, vectorized over the batch.
-
-    RETURNS (Tuple[ndarray, ndarray, ndarray, ndarray]): Doc index, first token,
-        last token (inclusive) and label index of each entity, in order.
-    """
-    B, T = path.shape
-    n_pre = 4 if ts.name == "BILUO" else 2
-    live = numpy.arange(T)[None, :] < lengths[:, None]
-    is_ent = (path > 0) & live
-    offset = numpy.where(is_ent, path - 1, 0)
-    prefix = offset % n_pre  # BILUO: 0 B, 1 I, 2 L, 3 U;  BIO: 0 B, 1 I
-    label = offset // n_pre
-    begins = is_ent & ((prefix == 0) | (prefix == 3 if n_pre == 4 else False))
-    if n_pre == 4:
-        finishes = is_ent & ((prefix == 2) | (prefix == 3))
-    else:
-        nxt_inside = numpy.zeros_like(is_ent)
-        nxt_inside[:, :-1] = is_ent[:, 1:] & (prefix[:, 1:] == 1)
-        finishes = is_ent & ~nxt_inside
-    doc_idx, starts = numpy.nonzero(begins)
-    _, ends = numpy.nonzero(finishes)
-    return doc_idx, starts, ends, label[doc_idx, starts]

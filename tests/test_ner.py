@@ -18,12 +18,11 @@ from thinc.api import SGD, fix_random_seed
 
 from spacy_ntk_ner import crf
 from spacy_ntk_ner import ner as ner_module
-from spacy_ntk_ner.crf import TagScheme
+from spacy_ntk_ner.crf import Params, TagScheme
 from spacy_ntk_ner.ner import (
     NTKEntityRecognizer,
     _plan_chains,
     _space_masks,
-    _spans_from_path,
     _stitch_doc,
 )
 
@@ -449,7 +448,8 @@ def test_decoder_yields_valid_entities_with_scores(
     trans = (rng.normal(size=(K, K)) * scale).astype("float32")
     start, end = (rng.normal(size=(2, K)) * scale).astype("float32")
     lens = numpy.asarray(lengths, dtype="int32")
-    path = crf.viterbi(numpy, E, lens, trans, start, end, ts)
+    params = crf.Params(trans, start, end)
+    path = crf.viterbi(numpy, E, lens, params, ts)
     for b, n in enumerate(lengths):
         tags = [ts.tags[i] for i in path[b, :n]]
         assert ts.start[path[b, 0]] and ts.end[path[b, n - 1]]
@@ -460,9 +460,9 @@ def test_decoder_yields_valid_entities_with_scores(
                 not (t.startswith("I-") and (i == 0 or tags[i - 1][2:] != t[2:]))
                 for i, t in enumerate(tags)
             )
-    alpha, log_z = crf.forward(numpy, E, lens, trans, start, end, ts)
-    beta = crf.backward(numpy, E, lens, trans, end, ts)
-    doc_idx, starts, ends, labels = _spans_from_path(path, lens, ts)
+    fb = crf.marginals(numpy, E, lens, params, ts)
+    ents = ts.entities(path, lens)
+    doc_idx, starts, ends = ents.doc, ents.first, ents.last
     assert numpy.all(starts <= ends)
     if len(starts):
         assert numpy.all(ends < lens[doc_idx])
@@ -470,9 +470,7 @@ def test_decoder_yields_valid_entities_with_scores(
         for d in set(doc_idx.tolist()):
             s, e = starts[doc_idx == d], ends[doc_idx == d]
             assert numpy.all(s[1:] > e[:-1])
-        logp = crf.span_log_probs(
-            numpy, E, trans, start, end, alpha, beta, log_z, lens, path, doc_idx, starts, ends, ts
-        )
+        logp = crf.span_log_probs(numpy, E, lens, params, fb, path, ents, ts)
         p = numpy.exp(logp)
         assert p.shape == starts.shape
         assert numpy.all((p >= 0) & (p <= 1))
@@ -482,8 +480,6 @@ def test_decoder_yields_valid_entities_with_scores(
 def test_gold_fast_path_matches_alignment(scheme: str) -> None:
     from spacy.attrs import ENT_IOB, ENT_TYPE
 
-    from spacy_ntk_ner.ner import _tags_from_iob
-
     vocab = spacy.blank("en").vocab
     ts = TagScheme.build(scheme, ["A", "B"])
     ids = {vocab.strings.add(label): i for i, label in enumerate(ts.labels)}
@@ -492,7 +488,9 @@ def test_gold_fast_path_matches_alignment(scheme: str) -> None:
     ents = ["B-A", "O", "B-B", "I-B", "I-B", "B-C", "", "B-A", "I-A"]
     doc = Doc(vocab, words=words, ents=ents)
     slow = ts.gold_index(Example(doc.copy(), doc).get_aligned_ner())
-    fast = _tags_from_iob(doc.to_array([ENT_IOB, ENT_TYPE]), ids, ts).tolist()
+    iob, types = doc.to_array([ENT_IOB, ENT_TYPE]).T
+    label = numpy.asarray([ids.get(h, -1) for h in types.tolist()])
+    fast = ts.tags_from_iob(iob, label).tolist()
     assert fast == slow
     assert fast[5] == -1 and fast[6] == -1
 
@@ -508,11 +506,12 @@ def test_crf_gradients_match_finite_differences(scheme: str) -> None:
     ones = numpy.ones(2)
 
     def log_z(E_: numpy.ndarray, trans_: numpy.ndarray) -> float:
-        return float(crf.forward(numpy, E_, lengths, trans_, start, end, ts)[1].sum())
+        return float(crf.forward(numpy, E_, lengths, Params(trans_, start, end), ts)[1].sum())
 
-    log_m, _, a, b = crf.marginals(numpy, E, lengths, trans, start, end, ts)
-    lz = crf.forward(numpy, E, lengths, trans, start, end, ts)[1]
-    counts = crf.transition_counts(numpy, E, lengths, trans, a, b, lz, ts, ones)
+    params = Params(trans, start, end)
+    fb = crf.marginals(numpy, E, lengths, params, ts)
+    log_m = fb.log_marginals
+    counts = crf.transition_counts(numpy, E, lengths, params, fb, ts, ones)
     eps = 1e-5
     for bi, t, j in [(0, 0, 1), (0, 4, 0), (1, 1, 2), (1, 2, K - 1)]:
         dE = numpy.zeros_like(E)
@@ -654,7 +653,9 @@ def test_stitched_paths_are_valid(scheme: str, n: int, seed: int, scale: float) 
         lens = numpy.asarray([length], dtype="int32")
         cuts = (numpy.asarray([cs]), numpy.asarray([ce]))
         paths.append(
-            crf.viterbi(numpy, E[None, a : a + length], lens, trans, start, end, ts, cuts)[0]
+            crf.viterbi(numpy, E[None, a : a + length], lens, Params(trans, start, end), ts, cuts)[
+                0
+            ]
         )
     path = _stitch_doc(paths, chains.start)
     if path is None:
