@@ -38,7 +38,7 @@ from spacy.pipeline import TrainablePipe
 from spacy.pipeline.span_ruler import prioritize_existing_ents_filter
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
-from spacy.util import SimpleFrozenList, minibatch
+from spacy.util import SimpleFrozenList
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from thinc.types import Floats2d
@@ -282,45 +282,23 @@ class NTKEntityRecognizer(TrainablePipe):
 
     # ---- prediction
 
-    def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
-        """Annotate docs in batches, as spaCy's parser does: each batch is sorted by
-        length and encoded in sub-batches of a quarter of its size, so an encoder that
-        pads (a transformer) pads little; the CRF then decodes the whole batch at once.
-        Docs come out in their input order.
-
-        stream (Iterable[Doc]): The docs.
-        batch_size (int): Docs per batch.
-        YIELDS (Doc): The annotated docs.
-        """
-        error_handler = self.get_error_handler()
-        for batch in minibatch(stream, size=batch_size):
-            in_order = list(batch)
-            try:
-                by_length = sorted(in_order, key=len)
-                emissions: List[Floats2d] = []
-                for sub in minibatch(by_length, size=max(batch_size // 4, 2)):
-                    sub = list(sub)
-                    if any(len(doc) for doc in sub):
-                        emissions.extend(self.model.predict(sub))
-                    else:
-                        emissions.extend(self.model.ops.alloc2f(0, 0) for _ in sub)
-                entities = self._decode(emissions, _space_masks(by_length))
-                self.set_annotations(by_length, entities)
-                yield from in_order
-            except Exception as err:
-                error_handler(self.name, self, in_order, err)
-
     def predict(self, docs: Iterable[Doc]) -> List[DocEntities]:
-        """Decode the entities of a batch of docs.
+        """Decode the entities of a batch of docs. One batching rule for the encoder
+        and the CRF: the docs, sorted by length, are encoded in the groups of
+        `_length_buckets` (at most PADDED_BUDGET padded tokens each), so an encoder
+        that pads (a transformer) pads little; the CRF then decodes the batch at once,
+        in the same groups. `pipe` is spaCy's: `predict` on each batch of `batch_size`
+        docs, then `set_annotations`, docs out in their input order.
 
         docs (Iterable[Doc]): The docs.
         RETURNS (List[DocEntities]): Per doc, `(start, end, label index, score)` of
             each entity.
         """
         docs = list(docs)
-        if not any(len(doc) for doc in docs):
-            return [[] for _ in docs]
-        emissions = self.model.predict(docs)
+        emissions: List[Floats2d] = [self.model.ops.alloc2f(0, 0) for _ in docs]
+        for bucket in _length_buckets([len(doc) for doc in docs]):
+            for i, scores in zip(bucket, self.model.predict([docs[i] for i in bucket])):
+                emissions[i] = scores
         return self._decode(emissions, _space_masks(docs))
 
     def _decode(

@@ -219,6 +219,44 @@ def test_pipe_batches_and_processes(trained: Language) -> None:
     assert single == batched == multi
 
 
+def _annotations(doc: Doc) -> List[Tuple[int, int, str, float]]:
+    group = doc.spans["ntk_ner"]
+    return [(s.start, s.end, s.label_, p) for s, p in zip(group, group.attrs["scores"])]
+
+
+def test_pipe_at_any_batch_size_is_predict_one_doc_at_a_time(
+    trained: Language, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One batching rule: the encoder runs on `_length_buckets` groups of the
+    length-sorted batch (at most PADDED_BUDGET padded tokens each), and batching
+    changes no entity or score; docs come out in input order."""
+    sentences = [t for t, _ in TRAIN]
+    texts = [" ".join(sentences[i % 4] for i in range(n)) for n in (1, 7, 30, 2, 50, 3, 140)]
+    texts = (texts + ["", "   "]) * 5
+    ner = trained.get_pipe("ntk_ner")
+    single = [_annotations(trained(t)) for t in texts]
+    assert sum(len(a) for a in single) > 100
+    calls: List[List[int]] = []
+    predict = type(ner.model).predict
+
+    def spy(model: Any, docs: List[Doc]) -> Any:
+        if model is ner.model:
+            calls.append([len(doc) for doc in docs])
+        return predict(model, docs)
+
+    monkeypatch.setattr(type(ner.model), "predict", spy)
+    for batch_size in (1, 3, 16, 1000):
+        calls.clear()
+        docs = list(trained.pipe(texts, batch_size=batch_size))
+        assert [d.text for d in docs] == texts
+        for got, want in zip(map(_annotations, docs), single):
+            assert [a[:3] for a in got] == [a[:3] for a in want]
+            numpy.testing.assert_allclose([a[3] for a in got], [a[3] for a in want], atol=1e-6)
+        assert all(len(c) == 1 or len(c) * max(c) <= ner_module.PADDED_BUDGET for c in calls)
+        assert all(c == sorted(c) and min(c) > 0 for c in calls)
+    assert len(calls) > 1 and max(len(c) for c in calls) > 4
+
+
 V2_MODEL = {
     "@architectures": "spacy_ntk_ner.TokenClassifier.v2",
     "head_lr_scale": 4.0,
