@@ -319,20 +319,21 @@ def _scan(xp: Any, expE: Any, mats: Any, p0: Any) -> Tuple[Any, Any]:
         position, for G groups of B chains.
     mats (Floats3d): `(G, K, K)`: exp of each group's transition scores.
     p0 (Floats3d): `(G, B, K)`: the relative scores at position 0.
-    RETURNS (Tuple[Floats4d, Floats3d]): `P (T, G, B, K)`, the relative scores (max 1,
-        none below FLOOR), and `C (T, G, B)`, each step's divisor (1 at position 0).
+    RETURNS (Tuple[Floats4d, Floats3d]): `rel (T, G, B, K)`, the relative scores (max
+        1, none below FLOOR), and `divisors (T, G, B)`, each step's divisor (1 at
+        position 0).
     """
     T = expE.shape[0]
-    P = xp.empty_like(expE)
-    C = xp.ones(expE.shape[:3], dtype=expE.dtype)
-    P[0] = p0
+    rel = xp.empty_like(expE)
+    divisors = xp.ones(expE.shape[:3], dtype=expE.dtype)
+    rel[0] = p0
     for t in range(1, T):
-        p = P[t]
-        xp.multiply(P[t - 1] @ mats, expE[t], out=p)
-        p.max(axis=2, out=C[t])
-        xp.divide(p, C[t][:, :, None], out=p)
+        p = rel[t]
+        xp.multiply(rel[t - 1] @ mats, expE[t], out=p)
+        p.max(axis=2, out=divisors[t])
+        xp.divide(p, divisors[t][:, :, None], out=p)
         xp.maximum(p, FLOOR, out=p)
-    return P, C
+    return rel, divisors
 
 
 def _log_forward(xp: Any, X: Any, mats: Any, first: Any) -> Tuple[Any, Any]:
@@ -341,16 +342,16 @@ def _log_forward(xp: Any, X: Any, mats: Any, first: Any) -> Tuple[Any, Any]:
     X (Floats4d): `(T, G, B, K)` emissions, NEG at padding.
     mats (Floats3d): `(G, K, K)`: exp of each group's transition scores.
     first (Floats3d): `(G, B, K)`: log-scores at position 0 (emission and start score).
-    RETURNS (Tuple[Floats4d, Floats3d]): `P (T, G, B, K)` and `L (T, G, B)`: the
-        log-score of every prefix ending in each tag is `log(P) + L`.
+    RETURNS (Tuple[Floats4d, Floats3d]): `rel (T, G, B, K)` and `log_offset (T, G, B)`:
+        the log-score of every prefix ending in each tag is `log(rel) + log_offset`.
     """
     top = X.max(axis=3)
     expE = xp.exp(xp.maximum(X - top[..., None], CLIP))
     m0 = first.max(axis=2)
-    P, C = _scan(xp, expE, mats, xp.maximum(xp.exp(first - m0[..., None]), FLOOR))
-    D = xp.log(C) + top
-    D[0] = m0
-    return P, xp.cumsum(D, axis=0)
+    rel, divisors = _scan(xp, expE, mats, xp.maximum(xp.exp(first - m0[..., None]), FLOOR))
+    log_divisors = xp.log(divisors) + top
+    log_divisors[0] = m0
+    return rel, xp.cumsum(log_divisors, axis=0)
 
 
 def _recursions(
@@ -391,17 +392,19 @@ def _recursions(
         mats.append(exp_trans.T)
         firsts.append(E[rows, last] + end_scores)
     mats_g = xp.stack(mats)
-    P, L = _log_forward(xp, xp.stack(chains, axis=1), mats_g, xp.stack(firsts))
+    rel, log_offset = _log_forward(xp, xp.stack(chains, axis=1), mats_g, xp.stack(firsts))
     prefix = log_z = suffix = None
     if "f" in directions:
-        prefix = xp.where(live, (xp.log(P[:, 0]) + L[:, 0, :, None]).transpose(1, 0, 2), NEG)
+        prefix = xp.where(
+            live, (xp.log(rel[:, 0]) + log_offset[:, 0, :, None]).transpose(1, 0, 2), NEG
+        )
         log_z = _logsumexp(xp, prefix[rows, last] + end_scores)
     if "b" in directions:
         # Reversed position s is position t = n-1-s, and the suffix score at t sums
         # over the tags at t+1 = reversed s-1: the reversed chain's score there times
         # the transitions. (Not its score at s less E_t: that would undo the floor of
         # a tag at NEG.)
-        after = xp.log(P[:-1, -1] @ mats_g[-1]) + L[:-1, -1, :, None]
+        after = xp.log(rel[:-1, -1] @ mats_g[-1]) + log_offset[:-1, -1, :, None]
         ends = xp.broadcast_to(end_scores, (1,) + after.shape[1:])
         rev_suffix = xp.concatenate([ends, after])
         suffix = xp.where(live, rev_suffix.transpose(1, 0, 2)[rows[:, None], rev], NEG)

@@ -5,13 +5,16 @@ An encoder gives a vector per token, a linear layer scores each token's tags
 them with Viterbi over the allowed transitions only, so the output is always a
 valid entity sequence. Forward-backward gives each entity the marginal probability
 of exactly that span. Training can add the self-regularization of Nguyen et al.
-(ASE 2023) for noisy labels: k passes with their own dropout, and a loss that pulls
-each pass's tag marginals towards their mean.
+(ASE 2023) for noisy labels: `n_passes` forward passes with their own dropout, and
+an agreement loss (weight `agreement_weight`) that pulls each pass's tag marginals
+towards their mean. (The paper's k and alpha; 0.1 pipelines used those names, which
+are still read, with a DeprecationWarning.)
 
 This module imports no torch or transformers: spaCy imports it whenever it builds
 a `Language`.
 """
 
+import warnings
 from itertools import islice
 from pathlib import Path
 from typing import (
@@ -96,9 +99,9 @@ DocEntities = List[Tuple[int, int, int, float]]
     default_config={
         "model": DEFAULT_MODEL,
         "scheme": "BILUO",
-        "k": 1,
-        "alpha": 0.0,
-        "alpha_warmup_steps": 0,
+        "n_passes": 1,
+        "agreement_weight": 0.0,
+        "agreement_warmup_steps": 0,
         "o_unknown_weight": 0.0,
         "threshold": 0.0,
         "spans_key": "ntk_ner",
@@ -117,23 +120,27 @@ def make_ntk_ner(
     name: str,
     model: Model[List[Doc], List[Floats2d]],
     scheme: str,
-    k: int,
-    alpha: float,
-    alpha_warmup_steps: int,
+    n_passes: int,
+    agreement_weight: float,
+    agreement_warmup_steps: int,
     o_unknown_weight: float,
     threshold: float,
     spans_key: str,
     overwrite_ents: bool,
     scorer: Optional[Callable],
+    k: Optional[int] = None,
+    alpha: Optional[float] = None,
+    alpha_warmup_steps: Optional[int] = None,
 ) -> "NTKEntityRecognizer":
     """Create an `ntk_ner` component.
 
     model (Model[List[Doc], List[Floats2d]]): Gives each token's tag scores and holds
         the CRF transitions (`spacy_ntk_ner.TokenClassifier.v1` or `.v2`).
     scheme (str): "BILUO" or "BIO": the tags the CRF decodes.
-    k (int): Forward passes per batch in training, each with its own dropout (1: plain).
-    alpha (float): Weight of the agreement loss between the k passes (0: off).
-    alpha_warmup_steps (int): Optimizer steps (`finish_update` calls; with
+    n_passes (int): Forward passes per batch in training, each with its own dropout
+        (1: plain).
+    agreement_weight (float): Weight of the agreement loss between the passes (0: off).
+    agreement_warmup_steps (int): Optimizer steps (`finish_update` calls; with
         `accumulate_gradient = n`, n batches each) before the agreement loss starts.
     o_unknown_weight (float): Partial-label training, for corpora whose O tags
         include missed mentions: at a token tagged O in the training data, every
@@ -145,16 +152,27 @@ def make_ntk_ner(
     overwrite_ents (bool): Replace `doc.ents`; if False, keep the entities already
         set and add only those that do not overlap them.
     scorer (Optional[Callable]): Scores the component (`spacy.ner_scorer.v1`).
+    k, alpha, alpha_warmup_steps (Optional): The 0.1 names of `n_passes`,
+        `agreement_weight` and `agreement_warmup_steps`: used with a
+        DeprecationWarning if given (not null); an error if the new name is set too.
     RETURNS (NTKEntityRecognizer): The component.
     """
+    passes = _renamed_settings(
+        {
+            "n_passes": n_passes,
+            "agreement_weight": agreement_weight,
+            "agreement_warmup_steps": agreement_warmup_steps,
+        },
+        {"k": k, "alpha": alpha, "alpha_warmup_steps": alpha_warmup_steps},
+    )
     return NTKEntityRecognizer(
         nlp.vocab,
         model,
         name,
         scheme=scheme,
-        k=k,
-        alpha=alpha,
-        alpha_warmup_steps=alpha_warmup_steps,
+        n_passes=passes["n_passes"],
+        agreement_weight=passes["agreement_weight"],
+        agreement_warmup_steps=passes["agreement_warmup_steps"],
         o_unknown_weight=o_unknown_weight,
         threshold=threshold,
         spans_key=spans_key,
@@ -174,9 +192,9 @@ class NTKEntityRecognizer(TrainablePipe):
         name: str = "ntk_ner",
         *,
         scheme: str = "BILUO",
-        k: int = 1,
-        alpha: float = 0.0,
-        alpha_warmup_steps: int = 0,
+        n_passes: int = 1,
+        agreement_weight: float = 0.0,
+        agreement_warmup_steps: int = 0,
         o_unknown_weight: float = 0.0,
         threshold: float = 0.0,
         spans_key: str = "ntk_ner",
@@ -185,7 +203,13 @@ class NTKEntityRecognizer(TrainablePipe):
     ) -> None:
         """Initialize the component. See `make_ntk_ner` for the settings."""
         _check_settings(
-            scheme, k, alpha, alpha_warmup_steps, o_unknown_weight, threshold, spans_key
+            scheme,
+            n_passes,
+            agreement_weight,
+            agreement_warmup_steps,
+            o_unknown_weight,
+            threshold,
+            spans_key,
         )
         self.vocab = vocab
         self.model = model
@@ -194,9 +218,9 @@ class NTKEntityRecognizer(TrainablePipe):
         self.cfg: Dict[str, Any] = {
             "labels": [],
             "scheme": scheme,
-            "k": k,
-            "alpha": alpha,
-            "alpha_warmup_steps": alpha_warmup_steps,
+            "n_passes": n_passes,
+            "agreement_weight": agreement_weight,
+            "agreement_warmup_steps": agreement_warmup_steps,
             "o_unknown_weight": o_unknown_weight,
             "threshold": threshold,
             "spans_key": spans_key,
@@ -261,7 +285,7 @@ class NTKEntityRecognizer(TrainablePipe):
         labels (Optional[Sequence[str]]): The labels, as `spacy init labels` writes them.
         """
         validate_get_examples(get_examples, "NTKEntityRecognizer.initialize")
-        check_passes_encoder(self.name, self.cfg["k"], self.model)
+        check_passes_encoder(self.name, self.cfg["n_passes"], self.model)
         if labels is not None:
             for label in labels:
                 self.add_label(label)
@@ -499,10 +523,10 @@ class NTKEntityRecognizer(TrainablePipe):
         sgd: Optional[Optimizer] = None,
         losses: Optional[Dict[str, float]] = None,
     ) -> Dict[str, float]:
-        """Learn from a batch: k forward passes, the CRF loss of each, and (after the
-        warm-up) the agreement loss between them.
+        """Learn from a batch: `n_passes` forward passes, the CRF loss of each, and
+        (after the warm-up) the agreement loss between them.
 
-        The k passes are one call of the model on the batch repeated k times: dropout
+        The passes are one call of the model on the batch repeated n times: dropout
         is drawn per element, so each copy gets its own, and the model backprops once.
         Under mixed precision that is what keeps the gradient right: thinc's PyTorch
         shim unscales all of the transformer's accumulated gradients at every backprop,
@@ -523,16 +547,16 @@ class NTKEntityRecognizer(TrainablePipe):
         docs = [eg.predicted for eg in examples]
         if not any(len(doc) for doc in docs):
             return losses
-        k = self.cfg["k"]
-        check_passes_encoder(self.name, k, self.model)
-        warm = self._n_updates >= self.cfg["alpha_warmup_steps"]
-        alpha = self.cfg["alpha"] if warm else 0.0
+        n_passes = self.cfg["n_passes"]
+        check_passes_encoder(self.name, n_passes, self.model)
+        warm = self._n_updates >= self.cfg["agreement_warmup_steps"]
+        weight = self.cfg["agreement_weight"] if warm else 0.0
         set_dropout_rate(self.model, drop)
         # Copies, not the same Doc again: spacy-transformers maps tokens to wordpieces
         # by the Doc they belong to.
-        copies = [doc.copy() for _ in range(k - 1) for doc in docs]
+        copies = [doc.copy() for _ in range(n_passes - 1) for doc in docs]
         outputs, backprop = self.model.begin_update(docs + copies)
-        loss, d_outputs, d_params = self._loss(examples, outputs, k, alpha)
+        loss, d_outputs, d_params = self._loss(examples, outputs, n_passes, weight)
         backprop(d_outputs)
         for name, grad in zip(crf.Params._fields, d_params):
             self.model.inc_grad(name, grad)
@@ -576,12 +600,18 @@ class NTKEntityRecognizer(TrainablePipe):
         return gold
 
     def _loss(
-        self, examples: Sequence[Example], outputs: List[Floats2d], k: int, alpha: float
+        self,
+        examples: Sequence[Example],
+        outputs: List[Floats2d],
+        n_passes: int,
+        agreement_weight: float,
     ) -> Tuple[Any, List[Floats2d], crf.Params]:
         """The loss of a batch, its gradient for each output, and the CRF's gradients.
 
-        outputs (List[Floats2d]): The k passes' outputs one pass after the other: doc i
+        outputs (List[Floats2d]): The passes' outputs one pass after the other: doc i
             of pass p at `p * len(examples) + i`.
+        n_passes (int): The number of passes.
+        agreement_weight (float): The agreement loss's weight (0 during the warm-up).
         RETURNS (Tuple[Any, List[Floats2d], crf.Params]): The loss (a scalar on the
             model's device), the gradients of `outputs`, and those of the CRF's params.
         """
@@ -591,9 +621,12 @@ class NTKEntityRecognizer(TrainablePipe):
         total = xp.zeros((), dtype="float32")
         n = len(examples)
         for bucket in _length_buckets([len(eg.predicted) for eg in examples]):
-            index = [p * n + i for p in range(k) for i in bucket]
+            index = [p * n + i for p in range(n_passes) for i in bucket]
             loss, d_bucket, grads = self._loss_bucket(
-                [examples[i] for i in bucket], [outputs[j] for j in index], k, alpha
+                [examples[i] for i in bucket],
+                [outputs[j] for j in index],
+                n_passes,
+                agreement_weight,
             )
             total = total + loss
             d_params = crf.Params(*(d + g for d, g in zip(d_params, d_bucket)))
@@ -604,9 +637,13 @@ class NTKEntityRecognizer(TrainablePipe):
         return total, d_outputs, d_params
 
     def _loss_bucket(
-        self, examples: Sequence[Example], outputs: List[Floats2d], k: int, alpha: float
+        self,
+        examples: Sequence[Example],
+        outputs: List[Floats2d],
+        n_passes: int,
+        agreement_weight: float,
     ) -> Tuple[Any, crf.Params, List[Floats2d]]:
-        """The loss of docs of similar length over the k passes, all passes through the
+        """The loss of docs of similar length over the passes, all passes through the
         CRF as one batch (`crf.gold_loss`), plus the agreement loss between them.
 
         examples (Sequence[Example]): The docs.
@@ -621,23 +658,24 @@ class NTKEntityRecognizer(TrainablePipe):
         lengths_h = numpy.asarray([len(eg.predicted) for eg in examples], dtype="int32")
         T, K = int(lengths_h.max()), len(ts.tags)
         E = crf.promote(xp, ops.pad(outputs))
-        gold = xp.asarray(numpy.tile(self._gold(examples, T), (k, 1)))[:, :, None]
-        lengths = xp.asarray(numpy.tile(lengths_h, k))
+        P = n_passes
+        gold = xp.asarray(numpy.tile(self._gold(examples, T), (P, 1)))[:, :, None]
+        lengths = xp.asarray(numpy.tile(lengths_h, P))
         result = crf.gold_loss(
-            xp, E, gold, lengths, self._crf_params(), ts, self.cfg["o_unknown_weight"], k
+            xp, E, gold, lengths, self._crf_params(), ts, self.cfg["o_unknown_weight"], P
         )
-        loss, grads = result.loss, result.d_emissions.reshape(k, m, T, K)
-        if k > 1 and alpha > 0:
-            log_m = result.log_marginals.reshape(k, m, T, K)
+        loss, grads = result.loss, result.d_emissions.reshape(P, m, T, K)
+        if P > 1 and agreement_weight > 0:
+            log_m = result.log_marginals.reshape(P, m, T, K)
             pos = crf.position_mask(xp, lengths[:m], T)
-            loss = loss + self._agreement(xp, log_m, grads, pos, alpha)
-        grads = grads.reshape(k * m, T, K).astype(outputs[0].dtype, copy=False)
-        d_outputs = cast(List[Floats2d], ops.unpad(grads, lengths_h.tolist() * k))
+            loss = loss + self._agreement(xp, log_m, grads, pos, agreement_weight)
+        grads = grads.reshape(P * m, T, K).astype(outputs[0].dtype, copy=False)
+        d_outputs = cast(List[Floats2d], ops.unpad(grads, lengths_h.tolist() * P))
         return loss, result.d_params, d_outputs
 
     @staticmethod
-    def _agreement(xp: Any, log_m: Any, grads: Any, pos: Any, alpha: float) -> Any:
-        """Add alpha * mean_i KL(mean ‖ p_i) over the passes' tag marginals, and its
+    def _agreement(xp: Any, log_m: Any, grads: Any, pos: Any, weight: float) -> Any:
+        """Add weight * mean_i KL(mean ‖ p_i) over the passes' tag marginals, and its
         gradient, to `grads`.
 
         The gradient goes through each position's own marginals with the Jacobian of
@@ -645,12 +683,13 @@ class NTKEntityRecognizer(TrainablePipe):
         Jacobian for the position's own emissions. The cross-position blocks (and the
         transitions) are left out, which keeps it to one pass over the arrays.
 
-        log_m (Floats4d): `(k, B, T, K)`: each pass's log-marginals.
-        grads (Floats4d): `(k, B, T, K)`: each pass's gradient, added to in place.
+        log_m (Floats4d): `(P, B, T, K)`: each of the P passes' log-marginals.
+        grads (Floats4d): `(P, B, T, K)`: each pass's gradient, added to in place.
         pos (Floats2d): `(B, T)`: 1.0 at real tokens.
+        weight (float): The agreement loss's weight.
         RETURNS (Any): The loss, a scalar on the device.
         """
-        k = log_m.shape[0]
+        P = log_m.shape[0]
         log_p = xp.maximum(log_m, crf.LOG_EPS)
         p = xp.exp(log_p)
         mean = p.mean(axis=0)
@@ -658,15 +697,15 @@ class NTKEntityRecognizer(TrainablePipe):
         h = log_mean - log_p.mean(axis=0)
         mask = pos[:, :, None]
         p_dot_h = (p * h).sum(axis=3, keepdims=True)
-        grads += (alpha / k) * (p * h - mean - p * (p_dot_h - 1.0)) * mask
+        grads += (weight / P) * (p * h - mean - p * (p_dot_h - 1.0)) * mask
         # The mean over passes of KL(mean ‖ p_i) is the sum of mean * h.
-        return alpha * (mean * h * mask).sum()
+        return weight * (mean * h * mask).sum()
 
     def finish_update(self, sgd: Optimizer) -> None:
         """Update the weights with the gradients collected so far. A model that sets
         `attrs["head_lr_scale"]` (`TokenClassifier.v2`) has its linear layer and CRF
         updated at that multiple of the optimizer's rate. Each call is one optimizer
-        step: `alpha_warmup_steps` counts these calls.
+        step: `agreement_warmup_steps` counts these calls.
 
         sgd (Optimizer): The optimizer.
         """
@@ -838,35 +877,76 @@ LISTENERS = {
 }
 
 
-def check_passes_encoder(name: str, k: int, model: Model) -> None:
-    """Refuse k > 1 passes with an encoder shared through a listener: it hands every
+def check_passes_encoder(name: str, n_passes: int, model: Model) -> None:
+    """Refuse n_passes > 1 with an encoder shared through a listener: it hands every
     pass the same vectors (no dropout of their own), and the upstream component takes
-    the gradient k times.
+    the gradient once per pass.
 
     name (str): The component's name.
-    k (int): Forward passes per batch.
+    n_passes (int): Forward passes per batch.
     model (Model): The component's model.
     """
-    if k <= 1:
+    if n_passes <= 1:
         return
     for node in model.walk():
         kind = LISTENERS.get(node.name)
         if kind is not None:
             upstream = getattr(node, "upstream_name", "?")
             raise UserError(
-                f"[{name}] k = {k} passes need an encoder of the component's own, but its "
-                f"model listens to an upstream component through a {kind} (upstream "
-                f"{upstream!r}): every pass would get the same vectors and that component "
-                f"would take the gradient {k} times. Embed the encoder in the component "
-                "(as configs/cpu.cfg and configs/trf.cfg do), or set k = 1"
+                f"[{name}] n_passes = {n_passes} needs an encoder of the component's own, "
+                f"but its model listens to an upstream component through a {kind} "
+                f"(upstream {upstream!r}): every pass would get the same vectors and that "
+                f"component would take the gradient {n_passes} times. Embed the encoder in "
+                "the component (as configs/cpu.cfg and configs/trf.cfg do), or set "
+                "n_passes = 1"
             )
+
+
+# The settings' 0.1 names (the paper's symbols), the new names and their defaults.
+RENAMED_SETTINGS = {
+    "k": "n_passes",
+    "alpha": "agreement_weight",
+    "alpha_warmup_steps": "agreement_warmup_steps",
+}
+PASS_DEFAULTS: Dict[str, Any] = {
+    "n_passes": 1,
+    "agreement_weight": 0.0,
+    "agreement_warmup_steps": 0,
+}
+
+
+def _renamed_settings(settings: Dict[str, Any], old: Dict[str, Any]) -> Dict[str, Any]:
+    """The settings, with each old name given (not None) taking its new name's place.
+
+    settings (Dict[str, Any]): The settings under their new names.
+    old (Dict[str, Any]): The same under their 0.1 names, None where not given.
+    RETURNS (Dict[str, Any]): The settings to use.
+    """
+    out = dict(settings)
+    for old_name, value in old.items():
+        if value is None:
+            continue
+        new_name = RENAMED_SETTINGS[old_name]
+        if out[new_name] != PASS_DEFAULTS[new_name]:
+            raise UserError(
+                f"[ntk_ner] both {old_name} = {value!r} and {new_name} = {out[new_name]!r} "
+                f"are set: {old_name} is the old name of {new_name}; set only {new_name}"
+            )
+        warnings.warn(
+            f"[ntk_ner] the setting {old_name!r} is deprecated: use {new_name!r} "
+            f"({new_name} = {value!r})",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        out[new_name] = value
+    return out
 
 
 def _check_settings(
     scheme: str,
-    k: int,
-    alpha: float,
-    alpha_warmup_steps: int,
+    n_passes: int,
+    agreement_weight: float,
+    agreement_warmup_steps: int,
     o_unknown_weight: float,
     threshold: float,
     spans_key: str,
@@ -874,12 +954,12 @@ def _check_settings(
     problems = []
     if scheme not in TagScheme.NAMES:
         problems.append(f"scheme must be one of {', '.join(TagScheme.NAMES)}, not {scheme!r}")
-    if not isinstance(k, int) or k < 1:
-        problems.append(f"k (forward passes per batch) must be at least 1, not {k!r}")
-    if not alpha >= 0:
-        problems.append(f"alpha (agreement loss weight) must be 0 or more, not {alpha!r}")
-    if alpha_warmup_steps < 0:
-        problems.append(f"alpha_warmup_steps must be 0 or more, not {alpha_warmup_steps!r}")
+    if not isinstance(n_passes, int) or n_passes < 1:
+        problems.append(f"n_passes (forward passes per batch) must be at least 1, not {n_passes!r}")
+    if not agreement_weight >= 0:
+        problems.append(f"agreement_weight must be 0 or more, not {agreement_weight!r}")
+    if agreement_warmup_steps < 0:
+        problems.append(f"agreement_warmup_steps must be 0 or more, not {agreement_warmup_steps!r}")
     if not 0.0 <= o_unknown_weight <= 1.0:
         problems.append(f"o_unknown_weight must be between 0 and 1, not {o_unknown_weight!r}")
     if not 0.0 <= threshold <= 1.0:

@@ -55,7 +55,7 @@ def test_recursions_match_brute_force(scheme: str, dtype: str) -> None:
     params = Params(p["trans"].astype(dtype), p["start"], p["end"])
     args = (E, p["lengths"], params, p["scheme"])
     fb = crf.marginals(numpy, *args)
-    log_m, log_z, alpha, beta = fb.log_marginals, fb.log_z, fb.log_prefix, fb.log_suffix
+    log_m, log_z, prefix, suffix = fb.log_marginals, fb.log_z, fb.log_prefix, fb.log_suffix
     a2, lz2 = crf.forward(numpy, *args)
     b2 = crf.backward(numpy, *args)
     path = crf.viterbi(numpy, *args)
@@ -65,8 +65,8 @@ def test_recursions_match_brute_force(scheme: str, dtype: str) -> None:
         assert log_z[b] == pytest.approx(ref_z, rel=tol, abs=tol)
         numpy.testing.assert_allclose(numpy.exp(log_m[b, :n]), ref_m, atol=tol * 10)
         assert path[b, :n].tolist() == ref_path
-        numpy.testing.assert_allclose(a2[b, :n], alpha[b, :n], rtol=tol, atol=tol)
-        numpy.testing.assert_allclose(b2[b, :n], beta[b, :n], rtol=tol, atol=tol)
+        numpy.testing.assert_allclose(a2[b, :n], prefix[b, :n], rtol=tol, atol=tol)
+        numpy.testing.assert_allclose(b2[b, :n], suffix[b, :n], rtol=tol, atol=tol)
     numpy.testing.assert_allclose(lz2, log_z, rtol=tol)
 
 
@@ -103,15 +103,15 @@ def all_functions(xp: Any, p: Dict[str, Any]) -> Dict[str, Any]:
     E, lengths = xp.asarray(p["E"], dtype="float32"), xp.asarray(p["lengths"])
     params = Params(*(xp.asarray(p[k], dtype="float32") for k in ("trans", "start", "end")))
     fb = crf.marginals(xp, E, lengths, params, ts)
-    f_alpha, f_log_z = crf.forward(xp, E, lengths, params, ts)
+    f_prefix, f_log_z = crf.forward(xp, E, lengths, params, ts)
     path = crf.viterbi(xp, E, lengths, params, ts)
     weights = xp.asarray([1.0, -0.5, 2.0], dtype="float32")
     out = {
         "log_m": fb.log_marginals,
         "log_z": fb.log_z,
-        "alpha": f_alpha,
+        "log_prefix": f_prefix,
         "forward_log_z": f_log_z,
-        "beta": crf.backward(xp, E, lengths, params, ts),
+        "log_suffix": crf.backward(xp, E, lengths, params, ts),
         "path": path,
         "transitions": crf.transition_counts(xp, E, lengths, params, fb, ts, weights),
         "boundaries": xp.stack(crf.boundary_counts(xp, fb.log_marginals, lengths, weights)),
@@ -135,7 +135,7 @@ def test_every_crf_function_on_cupy_matches_numpy(scheme: str) -> None:
     live = numpy.arange(max(LENGTHS))[None, :] < p["lengths"][:, None]
     for name, expected in on_cpu.items():
         got = cupy.asnumpy(on_gpu[name])
-        if name in ("log_m", "alpha", "beta"):
+        if name in ("log_m", "log_prefix", "log_suffix"):
             expected, got = expected[live], got[live]
         if name == "path":
             assert (got[live] == expected[live]).all(), name
@@ -144,7 +144,7 @@ def test_every_crf_function_on_cupy_matches_numpy(scheme: str) -> None:
 
 
 def test_update_and_prediction_op_counts() -> None:
-    """benchmarks/bench_crf_ops.py's counts: the same operations at k = 2 and k = 3
+    """benchmarks/bench_crf_ops.py's counts: the same operations at 2 and 3 passes
     (the passes and both lattices are one batch), one number back from the device per
     update, and two transfers (paths, then scores) per prediction batch."""
     import importlib.util

@@ -51,7 +51,7 @@ def train(config: dict, steps: int = 50, drop: float = 0.1) -> Language:
 
 @pytest.fixture(scope="module")
 def trained() -> Language:
-    return train({"k": 2, "alpha": 1.0, "alpha_warmup_steps": 5}, steps=60)
+    return train({"n_passes": 2, "agreement_weight": 1.0, "agreement_warmup_steps": 5}, steps=60)
 
 
 def predictions(nlp: Language) -> List[List[Tuple[str, str, float]]]:
@@ -90,11 +90,11 @@ def test_factory_declares_assigns_and_scores() -> None:
 @pytest.mark.parametrize(
     "config,setting",
     [
-        ({"k": 0}, "k (forward passes per batch) must be at least 1"),
-        ({"alpha": -1.0}, "alpha (agreement loss weight) must be 0 or more"),
+        ({"n_passes": 0}, "n_passes (forward passes per batch) must be at least 1"),
+        ({"agreement_weight": -1.0}, "agreement_weight must be 0 or more"),
         ({"threshold": 1.5}, "threshold must be between 0 and 1"),
         ({"scheme": "IOB"}, "scheme must be one of BILUO, BIO"),
-        ({"alpha_warmup_steps": -2}, "alpha_warmup_steps must be 0 or more"),
+        ({"agreement_warmup_steps": -2}, "agreement_warmup_steps must be 0 or more"),
         ({"o_unknown_weight": 1.5}, "o_unknown_weight must be between 0 and 1"),
         ({"o_unknown_weight": -0.1}, "o_unknown_weight must be between 0 and 1"),
     ],
@@ -105,6 +105,36 @@ def test_bad_settings_are_named(config: dict, setting: str) -> None:
         ValueError, match=r"\[ntk_ner\] .*" + setting.replace("(", r"\(").replace(")", r"\)")
     ):
         nlp.add_pipe("ntk_ner", config=config)
+
+
+OLD_NAMES = {"k": 3, "alpha": 2.5, "alpha_warmup_steps": 7}
+NEW_NAMES = {"n_passes": 3, "agreement_weight": 2.5, "agreement_warmup_steps": 7}
+
+
+def test_old_setting_names_are_read_with_a_deprecation_warning() -> None:
+    new = spacy.blank("en").add_pipe("ntk_ner", config=NEW_NAMES)
+    for old_name, new_name in ner_module.RENAMED_SETTINGS.items():
+        message = f"'{old_name}' is deprecated: use '{new_name}'"
+        with pytest.warns(DeprecationWarning, match=message):
+            one = spacy.blank("en").add_pipe("ntk_ner", config={old_name: OLD_NAMES[old_name]})
+        assert one.cfg[new_name] == NEW_NAMES[new_name]
+    with pytest.warns(DeprecationWarning):
+        old = spacy.blank("en").add_pipe("ntk_ner", config=OLD_NAMES)
+    assert old.cfg == new.cfg
+
+
+@pytest.mark.parametrize("old_name,new_name", list(ner_module.RENAMED_SETTINGS.items()))
+def test_an_old_name_with_its_new_name_is_an_error_naming_both(
+    old_name: str, new_name: str
+) -> None:
+    config = {old_name: OLD_NAMES[old_name], new_name: NEW_NAMES[new_name]}
+    with pytest.raises(ValueError) as err:
+        spacy.blank("en").add_pipe("ntk_ner", config=config)
+    assert str(err.value) == (
+        f"[ntk_ner] both {old_name} = {OLD_NAMES[old_name]!r} and {new_name} = "
+        f"{NEW_NAMES[new_name]!r} are set: {old_name} is the old name of {new_name}; "
+        f"set only {new_name}"
+    )
 
 
 def test_no_labels_at_initialize() -> None:
@@ -328,11 +358,12 @@ def test_v2_bad_head_lr_scale_is_named() -> None:
         nlp.add_pipe("ntk_ner", config={"model": {**V2_MODEL, "head_lr_scale": 0.0}})
 
 
-def trained_3_steps(k: int) -> Tuple[Language, List[Example]]:
-    """A pipeline with k passes (alpha 5, no warm-up) after 3 updates without dropout."""
+def trained_3_steps(n_passes: int) -> Tuple[Language, List[Example]]:
+    """A pipeline with n passes (agreement weight 5, no warm-up) after 3 updates
+    without dropout."""
     fix_random_seed(0)
     nlp = spacy.blank("en")
-    nlp.add_pipe("ntk_ner", config={"k": k, "alpha": 5.0})
+    nlp.add_pipe("ntk_ner", config={"n_passes": n_passes, "agreement_weight": 5.0})
     examples = make_examples(nlp)
     optimizer = nlp.initialize(lambda: examples)
     for _ in range(3):
@@ -340,7 +371,7 @@ def trained_3_steps(k: int) -> Tuple[Language, List[Example]]:
     return nlp, examples
 
 
-def test_k2_loss_differs_from_k1() -> None:
+def test_two_passes_loss_differs_from_one() -> None:
     losses = {}
     for k in (1, 2):
         nlp, examples = trained_3_steps(k)
@@ -350,9 +381,9 @@ def test_k2_loss_differs_from_k1() -> None:
     assert losses[1] != pytest.approx(losses[2], rel=1e-4)
 
 
-def test_k2_at_dropout_0_equals_k1() -> None:
-    """Without dropout the k passes are the same pass: the loss (agreement term 0) and
-    every parameter's gradient are k = 1's."""
+def test_two_passes_at_dropout_0_equal_one() -> None:
+    """Without dropout the passes are the same pass: the loss (agreement term 0) and
+    every parameter's gradient are n_passes = 1's."""
     grads = {}
     losses = {}
     for k in (1, 2):
@@ -372,9 +403,11 @@ def test_k2_at_dropout_0_equals_k1() -> None:
         numpy.testing.assert_allclose(grads[2][key], g1, rtol=1e-6, atol=1e-8, err_msg=str(key))
 
 
-def test_alpha_waits_for_warmup() -> None:
+def test_agreement_waits_for_warmup() -> None:
     nlp = spacy.blank("en")
-    ner = nlp.add_pipe("ntk_ner", config={"k": 2, "alpha": 50.0, "alpha_warmup_steps": 1})
+    ner = nlp.add_pipe(
+        "ntk_ner", config={"n_passes": 2, "agreement_weight": 50.0, "agreement_warmup_steps": 1}
+    )
     examples = make_examples(nlp)
     nlp.initialize(lambda: examples)
     seen = []
@@ -391,10 +424,12 @@ def test_alpha_waits_for_warmup() -> None:
     assert seen == [True]
 
 
-def test_alpha_warmup_counts_optimizer_steps() -> None:
+def test_agreement_warmup_counts_optimizer_steps() -> None:
     """Sub-batches of one optimizer step (spaCy's accumulate_gradient) count once."""
     nlp = spacy.blank("en")
-    ner = nlp.add_pipe("ntk_ner", config={"k": 2, "alpha": 50.0, "alpha_warmup_steps": 1})
+    ner = nlp.add_pipe(
+        "ntk_ner", config={"n_passes": 2, "agreement_weight": 50.0, "agreement_warmup_steps": 1}
+    )
     examples = make_examples(nlp)
     optimizer = nlp.initialize(lambda: examples)
     seen = []
@@ -569,7 +604,7 @@ def test_trains_and_decodes_on_gpu() -> None:
 
     spacy.require_gpu(0)
     try:
-        nlp = train({"k": 2, "alpha": 1.0}, steps=60)
+        nlp = train({"n_passes": 2, "agreement_weight": 1.0}, steps=60)
         assert type(nlp.get_pipe("ntk_ner").model.ops).__name__ == "CupyOps"
         for doc, (_, gold) in zip(nlp.pipe([t for t, _ in TRAIN]), TRAIN):
             assert [(e.start_char, e.end_char, e.label_) for e in doc.ents] == gold
