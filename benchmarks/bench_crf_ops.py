@@ -2,7 +2,7 @@
 batch, on numpy: on cupy each is about one kernel launch, which is what bounds the CRF's
 speed on a GPU for short docs. Deterministic; runs in seconds.
 
-Usage: python benchmarks/bench_crf_ops.py [--k 1 2 3] [--docs 32] [--json OUT]
+Usage: python benchmarks/bench_crf_ops.py [--n-passes 1 2 3] [--docs 32] [--json OUT]
 
 The component runs on a stub model that hands it fixed random emissions (so only the
 component's own work is counted) through an `Ops` whose arrays are an ndarray subclass
@@ -227,7 +227,7 @@ def examples(nlp: Any, n_docs: int, seed: int) -> List[Example]:
     return out
 
 
-def count(k: int, n_docs: int, scheme: str) -> Dict[str, Dict[str, int]]:
+def count(n_passes: int, n_docs: int, scheme: str) -> Dict[str, Dict[str, int]]:
     """Operations and transfers of one training update and one prediction batch.
 
     RETURNS (Dict[str, Dict[str, int]]): For "update" and "predict".
@@ -237,7 +237,13 @@ def count(k: int, n_docs: int, scheme: str) -> Dict[str, Dict[str, int]]:
     nlp = spacy.blank("en")
     egs = examples(nlp, n_docs, seed=0)
     n_tags = 1 + len(LABELS) * (4 if scheme == "BILUO" else 2)
-    ner = NTKEntityRecognizer(nlp.vocab, stub_model(n_tags, seed=1), scheme=scheme, k=k, alpha=1.0)
+    ner = NTKEntityRecognizer(
+        nlp.vocab,
+        stub_model(n_tags, seed=1),
+        scheme=scheme,
+        n_passes=n_passes,
+        agreement_weight=1.0,
+    )
     ner.cfg["labels"] = list(LABELS)
     found = {}
     for what, run in (
@@ -253,19 +259,19 @@ def count(k: int, n_docs: int, scheme: str) -> Dict[str, Dict[str, int]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--k", type=int, nargs="*", default=[1, 2, 3])
+    parser.add_argument("--n-passes", type=int, nargs="*", default=[1, 2, 3])
     parser.add_argument("--docs", type=int, default=32)
     parser.add_argument("--scheme", default="BILUO")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    results = {f"k={k}": count(k, args.docs, args.scheme) for k in args.k}
+    results = {f"n_passes={n}": count(n, args.docs, args.scheme) for n in args.n_passes}
     print(f"{args.docs} docs of 5-40 tokens, {args.scheme}, {len(LABELS)} labels")
-    print("| k | update: ops | to host | to device | predict: ops | to host | to device |")
+    print("| n_passes | update: ops | to host | to device | predict: ops | to host | to device |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, r in results.items():
         u, p = r["update"], r["predict"]
         print(
-            f"| {name[2:]} | {u['ops']} | {u['to_host']} | {u['to_device']} "
+            f"| {name.split('=')[1]} | {u['ops']} | {u['to_host']} | {u['to_device']} "
             f"| {p['ops']} | {p['to_host']} | {p['to_device']} |"
         )
     if args.json:

@@ -1,11 +1,13 @@
 """ntk_ner against spaCy's built-in ner on the same CPU tok2vec, on WikiSER.
 
 Usage: python benchmarks/bench_ner.py WIKISER_DEV_TXT --workdir DIR [--epochs 7]
+       [--agreement-weight 10]
 
 1. Splits WikiSER's dev file 90/10 with the converter (seed 0): `train`, `dev`.
 2. Trains, with `spacy train` and identical training settings (configs/cpu.cfg and
-   configs/cpu-ner.cfg differ only in the component): ntk_ner k=1; ntk_ner k=2 with
-   the agreement loss (alpha, warm-up 10% of the steps); the built-in ner. The 10%
+   configs/cpu-ner.cfg differ only in the component): ntk_ner with n_passes = 1
+   (`ntk_ner_k1`); with n_passes = 2 and the agreement loss (`agreement_weight`,
+   warm-up 10% of the steps; `ntk_ner_k2`); the built-in ner. The 10%
    split is the dev set of `spacy train` (model selection), as in spaCy's own recipe.
 3. Scores each best model on the 10% split (`python -m spacy_ntk_ner evaluate`:
    entity P/R/F and, for ntk_ner, the expected calibration error of entity scores,
@@ -42,7 +44,7 @@ def main() -> None:
     parser.add_argument("dev", type=Path)
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--epochs", type=int, default=7)
-    parser.add_argument("--alpha", type=float, default=10.0)
+    parser.add_argument("--agreement-weight", type=float, default=10.0)
     args = parser.parse_args()
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
@@ -57,19 +59,19 @@ def main() -> None:
         "ntk_ner_k1": ["configs/cpu.cfg"],
         "ntk_ner_k2": [
             "configs/cpu.cfg",
-            "--components.ntk_ner.k",
+            "--components.ntk_ner.n_passes",
             "2",
-            "--components.ntk_ner.alpha",
-            str(args.alpha),
-            "--components.ntk_ner.alpha_warmup_steps",
+            "--components.ntk_ner.agreement_weight",
+            str(args.agreement_weight),
+            "--components.ntk_ner.agreement_warmup_steps",
             str(warmup),
         ],
         "spacy_ner": ["configs/cpu-ner.cfg"],
     }
     results: Dict[str, Any] = {
         "epochs": args.epochs,
-        "alpha": args.alpha,
-        "alpha_warmup_steps": warmup,
+        "agreement_weight": args.agreement_weight,
+        "agreement_warmup_steps": warmup,
         "models": {},
     }
     for name, cfg in runs.items():

@@ -1,7 +1,7 @@
 """ntk_ner against spaCy's built-in ner on the same transformer, on the CPU, on WikiSER.
 
 Usage: python benchmarks/bench_trf.py WIKISER_DEV_TXT ENCODER_DIR --workdir DIR
-       [--steps 150] [--learn-rate 0.0002] [--k 1]
+       [--steps 150] [--learn-rate 0.0002] [--n-passes 1]
 
 ENCODER_DIR is a real pretrained encoder: `../shared/tools/get-minilm.sh DIR` lays
 all-MiniLM-L6-v2 there. Splits WikiSER's dev file 90/10 with the converter (seed 0),
@@ -9,7 +9,7 @@ then trains configs/trf.cfg (ntk_ner) and configs/trf-ner.cfg (spaCy's ner) for 
 same number of steps with the same overrides, one after the other: the encoder, mixed
 precision off (there is no GPU), a learning-rate schedule sized to the run (10%
 warm-up, then linear decay to 0; the peak rate is higher than the config's 5e-5,
-which needs thousands of steps), a final evaluation only. ntk_ner's k (passes per
+which needs thousands of steps), a final evaluation only. ntk_ner's n_passes (passes per
 batch) is a flag: each pass costs a forward and backward pass of the transformer.
 Reports `ents_f` on the 10% split, training words per second and inference words per
 second. Training speed is measured in turns (stage `train-speed`): each model runs
@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--learn-rate", type=float, default=0.0002)
-    parser.add_argument("--k", type=int, default=1)
+    parser.add_argument("--n-passes", type=int, default=1)
     parser.add_argument("--head-lr-scale", type=float, default=10.0)
     parser.add_argument(
         "--models",
@@ -124,9 +124,9 @@ def main() -> None:
             str(args.encoder),
             "--components.ntk_ner.model.tok2vec.mixed_precision",
             "false",
-            "--components.ntk_ner.k",
-            str(args.k),
-            "--components.ntk_ner.alpha_warmup_steps",
+            "--components.ntk_ner.n_passes",
+            str(args.n_passes),
+            "--components.ntk_ner.agreement_warmup_steps",
             str(warmup),
             "--components.ntk_ner.model.head_lr_scale",
             str(args.head_lr_scale),
@@ -139,9 +139,10 @@ def main() -> None:
             "false",
         ],
     }
-    # The same as ntk_ner with two passes per batch (trf.cfg's alpha), whatever --k says.
-    k_at = runs["ntk_ner"].index("--components.ntk_ner.k") + 1
-    runs["ntk_ner_k2"] = [*runs["ntk_ner"][:k_at], "2", *runs["ntk_ner"][k_at + 1 :]]
+    # The same as ntk_ner with two passes per batch (trf.cfg's agreement_weight),
+    # whatever --n-passes says.
+    at = runs["ntk_ner"].index("--components.ntk_ner.n_passes") + 1
+    runs["ntk_ner_k2"] = [*runs["ntk_ner"][:at], "2", *runs["ntk_ner"][at + 1 :]]
     wanted = args.models.split(",")
     unknown = set(wanted) - set(runs)
     if unknown:
@@ -153,7 +154,7 @@ def main() -> None:
     results: Dict[str, Any] = {
         "steps": steps,
         "learn_rate": args.learn_rate,
-        "k": args.k,
+        "n_passes": args.n_passes,
         "head_lr_scale": args.head_lr_scale,
         "words_per_batch": batch_words,
         "encoder": str(args.encoder),

@@ -4,7 +4,7 @@ of a step; inference words per second with `nlp.pipe` at a few batch sizes; the 
 table. Each stage merges its part into one JSON file at once, so a cut-off run still
 reports what it measured.
 
-Usage: python scripts/gpu_bench.py train RESULT.json CORPUS ENCODER --k 2 [--gpu-id 0]
+Usage: python scripts/gpu_bench.py train RESULT.json CORPUS ENCODER --n-passes 2 [--gpu-id 0]
        python scripts/gpu_bench.py infer RESULT.json CORPUS MODEL_DIR [--batch-sizes 32 128]
        python scripts/gpu_bench.py record RESULT.json KEY JSON_VALUE
        python scripts/gpu_bench.py table RESULT.json
@@ -63,8 +63,8 @@ def train(args: argparse.Namespace) -> None:
         spacy.require_gpu(args.gpu_id)
     config = Config().from_disk(REPO / "configs" / "trf.cfg")
     ner = config["components"]["ntk_ner"]
-    ner["k"] = args.k
-    ner["alpha_warmup_steps"] = 0
+    ner["n_passes"] = args.n_passes
+    ner["agreement_warmup_steps"] = 0
     # thinc's gradient scaler takes CUDA tensors only.
     ner["model"]["tok2vec"]["mixed_precision"] = gpu
     ner["model"]["tok2vec"]["name"] = str(args.encoder)
@@ -107,7 +107,7 @@ def train(args: argparse.Namespace) -> None:
             seconds += time.perf_counter() - start
             words += sum(len(eg.predicted) for eg in batch)
     result: Dict[str, Any] = {
-        "k": args.k,
+        "n_passes": args.n_passes,
         "steps": args.steps,
         "mixed_precision": gpu,
         "first_losses": [round(x, 3) for x in losses[:3]],
@@ -119,7 +119,7 @@ def train(args: argparse.Namespace) -> None:
         import torch
 
         result["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    record(args.result, f"train_k{args.k}", result)
+    record(args.result, f"train_n{args.n_passes}", result)
     if args.save:
         component._loss = loss_fn
         nlp.to_disk(args.save)
@@ -158,12 +158,12 @@ def infer(args: argparse.Namespace) -> None:
 def table(args: argparse.Namespace) -> None:
     data = json.loads(args.result.read_text())
     print(f"device: {data.get('device', '?')}  encoder: {data.get('encoder', '?')}")
-    print("| k | train words/s | CRF share of a step | peak GPU MiB | loss first -> last |")
+    print("| n_passes | train words/s | CRF share of a step | peak GPU MiB | loss first -> last |")
     print("| --- | --- | --- | --- | --- |")
-    for key in sorted(k for k in data if k.startswith("train_k")):
+    for key in sorted(k for k in data if k.startswith("train_n")):
         r = data[key]
         print(
-            f"| {r['k']} | {r['train_words_per_s']} | {r['crf_share']} "
+            f"| {r['n_passes']} | {r['train_words_per_s']} | {r['crf_share']} "
             f"| {r.get('peak_gpu_mib', '-')} | {r['first_losses'][0]} -> {r['last_losses'][-1]} |"
         )
     for size, wps in data.get("infer_words_per_s", {}).items():
@@ -180,7 +180,7 @@ def main() -> None:
     p.add_argument("result", type=Path)
     p.add_argument("corpus", type=Path)
     p.add_argument("encoder", type=Path)
-    p.add_argument("--k", type=int, default=1)
+    p.add_argument("--n-passes", type=int, default=1)
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--gpu-id", type=int, default=0)
     p.add_argument("--save", type=Path, default=None)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check in one command (at most about 5 minutes on one H200): install, smoke tests,
 # a bert-base-shaped random encoder, configs/trf.cfg trained with mixed precision for a
-# fixed number of steps at k = 1 and k = 2 (steady-state training words/s, peak GPU
+# fixed number of steps at n_passes = 1 and 2 (steady-state training words/s, peak GPU
 # memory, the CRF's share of a step), inference words/s with nlp.pipe at a few batch
 # sizes, and a table printed last. Each stage merges its part into $RESULT (JSON) at
 # once, so a run cut off still reports what it measured.
@@ -14,7 +14,7 @@
 #
 # Settings (environment): GPU_ID (0; -1 runs on the CPU, without mixed precision, whose
 # gradient scaler needs CUDA), DATA (.gpu-data/dev.txt, else assets/sample.bio),
-# ENCODER_SIZE (base; tiny for tests), STEPS (60), KS ("1 2"), BATCH_SIZES ("32 128 512"),
+# ENCODER_SIZE (base; tiny for tests), STEPS (60), N_PASSES ("1 2"), BATCH_SIZES ("32 128 512"),
 # INFER_WORDS (100000), SKIP_INSTALL (set: use what is installed), PYTHON (python3).
 # The encoder has random weights: its speed is a real bert-base's, its accuracy is nil.
 set -uo pipefail
@@ -81,12 +81,12 @@ $py -m spacy_ntk_ner convert "$data" "$work/corpus" --split train=0.9,dev=0.1 --
   || { note data "FAILED: convert $data"; exit 1; }
 note data "$data"
 
-for k in ${KS:-1 2}; do
-  stage "train k=$k"
+for n in ${N_PASSES:-1 2}; do
+  stage "train n_passes=$n"
   save=()
   [ -d "$work/model" ] || save=(--save "$work/model")
-  bench train "$result" "$work/corpus" "$work/encoder" --k "$k" --steps "${STEPS:-60}" \
-    --gpu-id "$gpu" "${save[@]}" || note "train_k$k" "FAILED"
+  bench train "$result" "$work/corpus" "$work/encoder" --n-passes "$n" --steps "${STEPS:-60}" \
+    --gpu-id "$gpu" "${save[@]}" || note "train_n$n" "FAILED"
   if [ -d "$work/model" ] && ! $py -c "import json,sys; sys.exit('infer_words_per_s' not in json.load(open('$result')))"; then
     stage inference
     # shellcheck disable=SC2086

@@ -33,6 +33,7 @@ from typing import (
 from .errors import UserError
 
 # spaCy's ENT_IOB codes: 0 missing, 1 inside, 2 outside, 3 begin.
+IOB_MISSING = 0
 IOB_I = 1
 IOB_O = 2
 IOB_B = 3

@@ -17,6 +17,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy
 from spacy.language import Language
+from spacy.tokens import Doc
+from spacy.training import Example
 from spacy.util import registry
 
 from .atomic import replace_dir
@@ -53,7 +55,7 @@ def _set_calibration(pipe: NTKEntityRecognizer, calibration: Calibration) -> Non
 
 
 def _uncalibrated_predictions(
-    nlp: Language, examples: Sequence[Any]
+    nlp: Language, examples: Sequence[Example]
 ) -> Tuple[List[Tuple[str, Any]], List[Any], Dict[str, Calibration]]:
     """Annotate the examples' texts with every ntk_ner component's calibration off.
 
@@ -74,7 +76,7 @@ def _uncalibrated_predictions(
 
 
 def _dev_entities(
-    docs: Sequence[Any], examples: Sequence[Any], spans_key: str
+    docs: Sequence[Doc], examples: Sequence[Example], spans_key: str
 ) -> Tuple[List[float], List[bool], List[str], List[int]]:
     """Each predicted entity's score, rightness, label and half (docs dealt in turn)."""
     scores: List[float] = []
@@ -98,7 +100,7 @@ def check_target(option: str, value: Optional[float]) -> None:
 
 def calibrate(
     nlp: Language,
-    examples: Sequence[Any],
+    examples: Sequence[Example],
     target_precision: Optional[float] = None,
     target_recall: Optional[float] = None,
 ) -> Dict[str, Dict[str, Any]]:
@@ -222,7 +224,7 @@ def make_calibrate_callback(
 
 
 def cross_fitted_ece(
-    nlp: Language, examples: Sequence[Any], folds: int = 2
+    nlp: Language, examples: Sequence[Example], folds: int = 2
 ) -> Dict[str, Dict[str, Any]]:
     """Estimate the calibration error on unseen data: fit on all folds but one, measure
     on the one left out, and pool the left-out entities. The pipeline is not changed.

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from itertools import compress
 from pathlib import Path
 from typing import (
+    TYPE_CHECKING,
     Any,
     Callable,
     Collection,
@@ -41,6 +42,10 @@ from .bio import (
 )
 from .docbin import ATTRS, DocBinWriter, token_columns
 from .errors import UserError
+
+if TYPE_CHECKING:
+    from spacy.tokens import Doc
+    from spacy.vocab import Vocab
 
 # How many example locations the report keeps for each kind of repair.
 N_EXAMPLES = 5
@@ -227,10 +232,10 @@ def iter_records(
 
 def read_bio(
     path: PathLike,
-    vocab: Optional[Any] = None,
+    vocab: Optional["Vocab"] = None,
     options: ReadOptions = ReadOptions(),
     on_repair: Optional[Callable[[Repair], None]] = None,
-) -> Iterator[Any]:
+) -> Iterator["Doc"]:
     """Read a BIO file or directory as spaCy Docs with entities and sentence starts.
 
     path (PathLike): A file or a directory.
@@ -246,7 +251,7 @@ def read_bio(
         yield record_to_doc(rec, vocab)
 
 
-def record_to_doc(rec: DocRecord, vocab: Any) -> Any:
+def record_to_doc(rec: DocRecord, vocab: "Vocab") -> "Doc":
     """Build a Doc from a record.
 
     rec (DocRecord): The record.

@@ -15,7 +15,7 @@ Reading: the `.spacy` files of a file or folder in shard order, as BIO sentences
 import re
 import zlib
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Sequence, Tuple, Union
 
 import numpy
 import srsly
@@ -24,6 +24,10 @@ from spacy.strings import get_string_id
 
 from .bio import IOB_I, BIOError, DocRecord, doc_to_tags, label_problem, token_problem
 from .errors import UserError
+
+if TYPE_CHECKING:
+    from spacy.language import Language
+    from spacy.training import Example
 
 # DocBin requires ORTH first and the rest sorted, as `DocBin.__init__` orders them.
 ATTRS = [ORTH] + sorted([ENT_IOB, ENT_TYPE, SENT_START])
@@ -195,7 +199,7 @@ def _check_sentences(path: Path, doc_index: int, starts: List[int], iob: List[in
             )
 
 
-def load_examples(nlp: Any, data: Path, limit: int = 0) -> List[Any]:
+def load_examples(nlp: "Language", data: Path, limit: int = 0) -> List["Example"]:
     """Read the examples of a `.spacy` file or folder, with a clear error if there are none.
 
     nlp (Language): The pipeline whose tokenizer makes the predicted docs.

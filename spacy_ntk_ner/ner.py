@@ -5,14 +5,16 @@ An encoder gives a vector per token, a linear layer scores each token's tags
 them with Viterbi over the allowed transitions only, so the output is always a
 valid entity sequence. Forward-backward gives each entity the marginal probability
 of exactly that span. Training can add the self-regularization of Nguyen et al.
-(ASE 2023) for noisy labels: k passes with their own dropout, and a loss that pulls
-each pass's tag marginals towards their mean.
+(ASE 2023) for noisy labels: `n_passes` forward passes with their own dropout, and
+an agreement loss (weight `agreement_weight`) that pulls each pass's tag marginals
+towards their mean. (The paper's k and alpha; 0.1 pipelines used those names, which
+are still read, with a DeprecationWarning.)
 
 This module imports no torch or transformers: spaCy imports it whenever it builds
 a `Language`.
 """
 
-import math
+import warnings
 from itertools import islice
 from pathlib import Path
 from typing import (
@@ -39,7 +41,7 @@ from spacy.pipeline import TrainablePipe
 from spacy.pipeline.span_ruler import prioritize_existing_ents_filter
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
-from spacy.util import SimpleFrozenList, minibatch
+from spacy.util import SimpleFrozenList
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from thinc.types import Floats2d
@@ -50,7 +52,6 @@ from .crf import TagScheme
 from .errors import UserError
 from .models import HEAD_LR_SCALE
 
-SCHEMES = ("BILUO", "BIO")
 # Docs x longest doc that the CRF pads into one array (see `_length_buckets`).
 PADDED_BUDGET = 4096
 # At prediction a doc longer than WINDOW tokens is decoded in windows of at most WINDOW
@@ -98,9 +99,9 @@ DocEntities = List[Tuple[int, int, int, float]]
     default_config={
         "model": DEFAULT_MODEL,
         "scheme": "BILUO",
-        "k": 1,
-        "alpha": 0.0,
-        "alpha_warmup_steps": 0,
+        "n_passes": 1,
+        "agreement_weight": 0.0,
+        "agreement_warmup_steps": 0,
         "o_unknown_weight": 0.0,
         "threshold": 0.0,
         "spans_key": "ntk_ner",
@@ -119,23 +120,27 @@ def make_ntk_ner(
     name: str,
     model: Model[List[Doc], List[Floats2d]],
     scheme: str,
-    k: int,
-    alpha: float,
-    alpha_warmup_steps: int,
+    n_passes: int,
+    agreement_weight: float,
+    agreement_warmup_steps: int,
     o_unknown_weight: float,
     threshold: float,
     spans_key: str,
     overwrite_ents: bool,
     scorer: Optional[Callable],
+    k: Optional[int] = None,
+    alpha: Optional[float] = None,
+    alpha_warmup_steps: Optional[int] = None,
 ) -> "NTKEntityRecognizer":
     """Create an `ntk_ner` component.
 
     model (Model[List[Doc], List[Floats2d]]): Gives each token's tag scores and holds
         the CRF transitions (`spacy_ntk_ner.TokenClassifier.v1` or `.v2`).
     scheme (str): "BILUO" or "BIO": the tags the CRF decodes.
-    k (int): Forward passes per batch in training, each with its own dropout (1: plain).
-    alpha (float): Weight of the agreement loss between the k passes (0: off).
-    alpha_warmup_steps (int): Optimizer steps (`finish_update` calls; with
+    n_passes (int): Forward passes per batch in training, each with its own dropout
+        (1: plain).
+    agreement_weight (float): Weight of the agreement loss between the passes (0: off).
+    agreement_warmup_steps (int): Optimizer steps (`finish_update` calls; with
         `accumulate_gradient = n`, n batches each) before the agreement loss starts.
     o_unknown_weight (float): Partial-label training, for corpora whose O tags
         include missed mentions: at a token tagged O in the training data, every
@@ -147,16 +152,27 @@ def make_ntk_ner(
     overwrite_ents (bool): Replace `doc.ents`; if False, keep the entities already
         set and add only those that do not overlap them.
     scorer (Optional[Callable]): Scores the component (`spacy.ner_scorer.v1`).
+    k, alpha, alpha_warmup_steps (Optional): The 0.1 names of `n_passes`,
+        `agreement_weight` and `agreement_warmup_steps`: used with a
+        DeprecationWarning if given (not null); an error if the new name is set too.
     RETURNS (NTKEntityRecognizer): The component.
     """
+    passes = _renamed_settings(
+        {
+            "n_passes": n_passes,
+            "agreement_weight": agreement_weight,
+            "agreement_warmup_steps": agreement_warmup_steps,
+        },
+        {"k": k, "alpha": alpha, "alpha_warmup_steps": alpha_warmup_steps},
+    )
     return NTKEntityRecognizer(
         nlp.vocab,
         model,
         name,
         scheme=scheme,
-        k=k,
-        alpha=alpha,
-        alpha_warmup_steps=alpha_warmup_steps,
+        n_passes=passes["n_passes"],
+        agreement_weight=passes["agreement_weight"],
+        agreement_warmup_steps=passes["agreement_warmup_steps"],
         o_unknown_weight=o_unknown_weight,
         threshold=threshold,
         spans_key=spans_key,
@@ -176,9 +192,9 @@ class NTKEntityRecognizer(TrainablePipe):
         name: str = "ntk_ner",
         *,
         scheme: str = "BILUO",
-        k: int = 1,
-        alpha: float = 0.0,
-        alpha_warmup_steps: int = 0,
+        n_passes: int = 1,
+        agreement_weight: float = 0.0,
+        agreement_warmup_steps: int = 0,
         o_unknown_weight: float = 0.0,
         threshold: float = 0.0,
         spans_key: str = "ntk_ner",
@@ -187,7 +203,13 @@ class NTKEntityRecognizer(TrainablePipe):
     ) -> None:
         """Initialize the component. See `make_ntk_ner` for the settings."""
         _check_settings(
-            scheme, k, alpha, alpha_warmup_steps, o_unknown_weight, threshold, spans_key
+            scheme,
+            n_passes,
+            agreement_weight,
+            agreement_warmup_steps,
+            o_unknown_weight,
+            threshold,
+            spans_key,
         )
         self.vocab = vocab
         self.model = model
@@ -196,9 +218,9 @@ class NTKEntityRecognizer(TrainablePipe):
         self.cfg: Dict[str, Any] = {
             "labels": [],
             "scheme": scheme,
-            "k": k,
-            "alpha": alpha,
-            "alpha_warmup_steps": alpha_warmup_steps,
+            "n_passes": n_passes,
+            "agreement_weight": agreement_weight,
+            "agreement_warmup_steps": agreement_warmup_steps,
             "o_unknown_weight": o_unknown_weight,
             "threshold": threshold,
             "spans_key": spans_key,
@@ -263,7 +285,7 @@ class NTKEntityRecognizer(TrainablePipe):
         labels (Optional[Sequence[str]]): The labels, as `spacy init labels` writes them.
         """
         validate_get_examples(get_examples, "NTKEntityRecognizer.initialize")
-        check_passes_encoder(self.name, self.cfg["k"], self.model)
+        check_passes_encoder(self.name, self.cfg["n_passes"], self.model)
         if labels is not None:
             for label in labels:
                 self.add_label(label)
@@ -284,45 +306,23 @@ class NTKEntityRecognizer(TrainablePipe):
 
     # ---- prediction
 
-    def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
-        """Annotate docs in batches, as spaCy's parser does: each batch is sorted by
-        length and encoded in sub-batches of a quarter of its size, so an encoder that
-        pads (a transformer) pads little; the CRF then decodes the whole batch at once.
-        Docs come out in their input order.
-
-        stream (Iterable[Doc]): The docs.
-        batch_size (int): Docs per batch.
-        YIELDS (Doc): The annotated docs.
-        """
-        error_handler = self.get_error_handler()
-        for batch in minibatch(stream, size=batch_size):
-            in_order = list(batch)
-            try:
-                by_length = sorted(in_order, key=len)
-                emissions: List[Floats2d] = []
-                for sub in minibatch(by_length, size=max(batch_size // 4, 2)):
-                    sub = list(sub)
-                    if any(len(doc) for doc in sub):
-                        emissions.extend(self.model.predict(sub))
-                    else:
-                        emissions.extend(self.model.ops.alloc2f(0, 0) for _ in sub)
-                entities = self._decode(emissions, _space_masks(by_length))
-                self.set_annotations(by_length, entities)
-                yield from in_order
-            except Exception as err:
-                error_handler(self.name, self, in_order, err)
-
     def predict(self, docs: Iterable[Doc]) -> List[DocEntities]:
-        """Decode the entities of a batch of docs.
+        """Decode the entities of a batch of docs. One batching rule for the encoder
+        and the CRF: the docs, sorted by length, are encoded in the groups of
+        `_length_buckets` (at most PADDED_BUDGET padded tokens each), so an encoder
+        that pads (a transformer) pads little; the CRF then decodes the batch at once,
+        in the same groups. `pipe` is spaCy's: `predict` on each batch of `batch_size`
+        docs, then `set_annotations`, docs out in their input order.
 
         docs (Iterable[Doc]): The docs.
         RETURNS (List[DocEntities]): Per doc, `(start, end, label index, score)` of
             each entity.
         """
         docs = list(docs)
-        if not any(len(doc) for doc in docs):
-            return [[] for _ in docs]
-        emissions = self.model.predict(docs)
+        emissions: List[Floats2d] = [self.model.ops.alloc2f(0, 0) for _ in docs]
+        for bucket in _length_buckets([len(doc) for doc in docs]):
+            for i, scores in zip(bucket, self.model.predict([docs[i] for i in bucket])):
+                emissions[i] = scores
         return self._decode(emissions, _space_masks(docs))
 
     def _decode(
@@ -405,9 +405,9 @@ class NTKEntityRecognizer(TrainablePipe):
         doc_paths, failed = _stitch(_chain_paths(paths, decoded, buckets, chains), chains)
         ents = _flat_spans(doc_paths, self.tag_scheme)
         owner = _assign_chains(chains, lengths, ents, window)
-        failed[ents[0][owner < 0]] = True
-        keep = ~failed[ents[0]]
-        ents, owner = tuple(x[keep] for x in ents), owner[keep]
+        failed[ents.doc[owner < 0]] = True
+        keep = ~failed[ents.doc]
+        ents, owner = crf.Entities(*(x[keep] for x in ents)), owner[keep]
         if len(owner):
             log_p = self._chain_log_probs(decoded, buckets, chains, doc_paths, ents, owner)
             found.append((docs, ents, log_p))
@@ -437,8 +437,7 @@ class NTKEntityRecognizer(TrainablePipe):
         cuts: Tuple[Any, Any] = (None, None)
         if chains.cut_start[bucket].any() or chains.cut_end[bucket].any():
             cuts = (xp.asarray(chains.cut_start[bucket]), xp.asarray(chains.cut_end[bucket]))
-        trans, start, end = self._crf_params()
-        path = crf.viterbi(xp, E, lengths, trans, start, end, self.tag_scheme, cuts)
+        path = crf.viterbi(xp, E, lengths, self._crf_params(), self.tag_scheme, cuts)
         return E, lengths, path, cuts
 
     def _chain_log_probs(
@@ -447,7 +446,7 @@ class NTKEntityRecognizer(TrainablePipe):
         buckets: List[List[int]],
         chains: "_Chains",
         doc_paths: List[numpy.ndarray],
-        ents: Tuple[numpy.ndarray, ...],
+        ents: crf.Entities,
         owner: numpy.ndarray,
     ) -> Any:
         """Log-probabilities of the entities `ents` (doc, first token, last token,
@@ -467,8 +466,10 @@ class NTKEntityRecognizer(TrainablePipe):
                 # Windows: the span scores read the stitched path, not each window's own.
                 path = xp.asarray(_local_paths(doc_paths, chains, bucket, path.shape[1]))
             c = owner[sel]
-            first = chains.start[c]
-            spans = (where[c, 1], ents[1][sel] - first, ents[2][sel] - first, ents[3][sel])
+            offset = chains.start[c]
+            spans = crf.Entities(
+                where[c, 1], ents.first[sel] - offset, ents.last[sel] - offset, ents.label[sel]
+            )
             out.append(self._span_log_probs(E, lengths, path, spans, cuts))
             order.append(sel)
         log_p = xp.concatenate(out)
@@ -479,33 +480,17 @@ class NTKEntityRecognizer(TrainablePipe):
         E: Any,
         lengths: Any,
         path: Any,
-        spans: Tuple[numpy.ndarray, ...],
+        spans: crf.Entities,
         cuts: Tuple[Any, Any] = (None, None),
     ) -> Any:
-        """Log-probabilities of the entities `spans` (chain, first token, last token,
-        label) found in one bucket's paths, on the model's device."""
+        """Log-probabilities of the entities `spans` (their doc is a chain of the
+        bucket) found in one bucket's paths, on the model's device."""
         xp = self.model.ops.xp
         ts = self.tag_scheme
-        trans, start, end = self._crf_params()
-        _, log_z, alpha, beta = crf.marginals(xp, E, lengths, trans, start, end, ts, cuts)
-        doc_idx, starts, ends, _ = (xp.asarray(x) for x in spans)
-        return crf.span_log_probs(
-            xp,
-            E,
-            trans,
-            start,
-            end,
-            alpha,
-            beta,
-            log_z,
-            lengths,
-            path,
-            doc_idx,
-            starts,
-            ends,
-            ts,
-            cuts,
-        )
+        params = self._crf_params()
+        fb = crf.marginals(xp, E, lengths, params, ts, cuts)
+        on_device = crf.Entities(*(xp.asarray(x) for x in spans))
+        return crf.span_log_probs(xp, E, lengths, params, fb, path, on_device, ts, cuts)
 
     def set_annotations(self, docs: Iterable[Doc], predictions: List[DocEntities]) -> None:
         """Set `doc.ents` and the scored SpanGroup `doc.spans[spans_key]`.
@@ -538,10 +523,10 @@ class NTKEntityRecognizer(TrainablePipe):
         sgd: Optional[Optimizer] = None,
         losses: Optional[Dict[str, float]] = None,
     ) -> Dict[str, float]:
-        """Learn from a batch: k forward passes, the CRF loss of each, and (after the
-        warm-up) the agreement loss between them.
+        """Learn from a batch: `n_passes` forward passes, the CRF loss of each, and
+        (after the warm-up) the agreement loss between them.
 
-        The k passes are one call of the model on the batch repeated k times: dropout
+        The passes are one call of the model on the batch repeated n times: dropout
         is drawn per element, so each copy gets its own, and the model backprops once.
         Under mixed precision that is what keeps the gradient right: thinc's PyTorch
         shim unscales all of the transformer's accumulated gradients at every backprop,
@@ -562,18 +547,18 @@ class NTKEntityRecognizer(TrainablePipe):
         docs = [eg.predicted for eg in examples]
         if not any(len(doc) for doc in docs):
             return losses
-        k = self.cfg["k"]
-        check_passes_encoder(self.name, k, self.model)
-        warm = self._n_updates >= self.cfg["alpha_warmup_steps"]
-        alpha = self.cfg["alpha"] if warm else 0.0
+        n_passes = self.cfg["n_passes"]
+        check_passes_encoder(self.name, n_passes, self.model)
+        warm = self._n_updates >= self.cfg["agreement_warmup_steps"]
+        weight = self.cfg["agreement_weight"] if warm else 0.0
         set_dropout_rate(self.model, drop)
         # Copies, not the same Doc again: spacy-transformers maps tokens to wordpieces
         # by the Doc they belong to.
-        copies = [doc.copy() for _ in range(k - 1) for doc in docs]
+        copies = [doc.copy() for _ in range(n_passes - 1) for doc in docs]
         outputs, backprop = self.model.begin_update(docs + copies)
-        loss, d_outputs, d_params = self._loss(examples, outputs, k, alpha)
+        loss, d_outputs, d_params = self._loss(examples, outputs, n_passes, weight)
         backprop(d_outputs)
-        for name, grad in d_params.items():
+        for name, grad in zip(crf.Params._fields, d_params):
             self.model.inc_grad(name, grad)
         if sgd is not None:
             self.finish_update(sgd)
@@ -595,6 +580,8 @@ class NTKEntityRecognizer(TrainablePipe):
         return float(loss), d_scores
 
     def _gold(self, examples: Sequence[Example], T: int) -> numpy.ndarray:
+        """RETURNS (numpy.ndarray): `(B, T)`, the gold tag index of each token of the
+        examples' predicted docs, -1 where there is none (and at padding)."""
         gold = numpy.full((len(examples), T), -1, dtype="int32")
         ts = self.tag_scheme
         label_ids = {self.vocab.strings.add(label): i for i, label in enumerate(ts.labels)}
@@ -602,36 +589,49 @@ class NTKEntityRecognizer(TrainablePipe):
             x, y = eg.predicted, eg.reference
             if len(x) == len(y) and numpy.array_equal(x.to_array(ORTH), y.to_array(ORTH)):
                 # Same tokens: read the gold straight from the reference's arrays.
-                gold[i, : len(x)] = _tags_from_iob(y.to_array([ENT_IOB, ENT_TYPE]), label_ids, ts)
+                iob, types = y.to_array([ENT_IOB, ENT_TYPE]).T
+                label = numpy.fromiter(
+                    (label_ids.get(h, -1) for h in types.tolist()), "int64", len(types)
+                )
+                gold[i, : len(x)] = ts.tags_from_iob(iob, label)
             else:
                 tags = ts.gold_index(eg.get_aligned_ner())
                 gold[i, : len(tags)] = tags
         return gold
 
     def _loss(
-        self, examples: Sequence[Example], outputs: List[Floats2d], k: int, alpha: float
-    ) -> Tuple[Any, List[Floats2d], Dict[str, Any]]:
+        self,
+        examples: Sequence[Example],
+        outputs: List[Floats2d],
+        n_passes: int,
+        agreement_weight: float,
+    ) -> Tuple[Any, List[Floats2d], crf.Params]:
         """The loss of a batch, its gradient for each output, and the CRF's gradients.
 
-        outputs (List[Floats2d]): The k passes' outputs one pass after the other: doc i
+        outputs (List[Floats2d]): The passes' outputs one pass after the other: doc i
             of pass p at `p * len(examples) + i`.
-        RETURNS (Tuple[Any, List[Floats2d], Dict[str, Any]]): The loss (a scalar on the
+        n_passes (int): The number of passes.
+        agreement_weight (float): The agreement loss's weight (0 during the warm-up).
+        RETURNS (Tuple[Any, List[Floats2d], crf.Params]): The loss (a scalar on the
             model's device), the gradients of `outputs`, and those of the CRF's params.
         """
         xp = self.model.ops.xp
-        trans = self._crf_params()[0]
-        n_tags = len(self.tag_scheme.tags)
-        d_params = {
-            "transitions": xp.zeros_like(trans),
-            "start": xp.zeros((n_tags,), dtype=trans.dtype),
-            "end": xp.zeros((n_tags,), dtype=trans.dtype),
-        }
+        d_params = crf.Params(*(xp.zeros_like(p) for p in self._crf_params()))
         d_outputs: List[Any] = [None] * len(outputs)
         total = xp.zeros((), dtype="float32")
+        n = len(examples)
         for bucket in _length_buckets([len(eg.predicted) for eg in examples]):
-            total = total + self._loss_bucket(
-                examples, outputs, k, alpha, bucket, d_params, d_outputs
+            index = [p * n + i for p in range(n_passes) for i in bucket]
+            loss, d_bucket, grads = self._loss_bucket(
+                [examples[i] for i in bucket],
+                [outputs[j] for j in index],
+                n_passes,
+                agreement_weight,
             )
+            total = total + loss
+            d_params = crf.Params(*(d + g for d, g in zip(d_params, d_bucket)))
+            for j, d in zip(index, grads):
+                d_outputs[j] = d
         # Empty docs: empty gradients.
         d_outputs = [xp.zeros_like(o) if d is None else d for o, d in zip(outputs, d_outputs)]
         return total, d_outputs, d_params
@@ -640,59 +640,42 @@ class NTKEntityRecognizer(TrainablePipe):
         self,
         examples: Sequence[Example],
         outputs: List[Floats2d],
-        k: int,
-        alpha: float,
-        bucket: List[int],
-        d_params: Dict[str, Any],
-        d_outputs: List[Any],
-    ) -> Any:
-        """The loss of docs of similar length (the batch's docs at the indices in
-        `bucket`) over the k passes. The free and the gold-constrained lattices of all
-        passes go through the CRF as one batch. The outputs' gradients go into
-        `d_outputs`, the CRF's are added to `d_params`.
+        n_passes: int,
+        agreement_weight: float,
+    ) -> Tuple[Any, crf.Params, List[Floats2d]]:
+        """The loss of docs of similar length over the passes, all passes through the
+        CRF as one batch (`crf.gold_loss`), plus the agreement loss between them.
 
-        RETURNS (Any): The loss, a scalar on the model's device.
+        examples (Sequence[Example]): The docs.
+        outputs (List[Floats2d]): Their outputs, one pass after the other.
+        RETURNS (Tuple[Any, crf.Params, List[Floats2d]]): The loss (a scalar on the
+            model's device), the CRF's gradients and those of `outputs`.
         """
         ops = self.model.ops
         xp = ops.xp
         ts = self.tag_scheme
-        n, m = len(examples), len(bucket)
-        lengths_h = numpy.asarray([len(examples[i].predicted) for i in bucket], dtype="int32")
+        m = len(examples)
+        lengths_h = numpy.asarray([len(eg.predicted) for eg in examples], dtype="int32")
         T, K = int(lengths_h.max()), len(ts.tags)
-        index = [p * n + i for p in range(k) for i in bucket]
-        E = crf.promote(xp, ops.pad([outputs[j] for j in index])).reshape(k, m, T, K)
-        gold = xp.asarray(self._gold([examples[i] for i in bucket], T))[:, :, None]
-        lattices = xp.stack([E, _gold_lattice(xp, E, gold, self.cfg["o_unknown_weight"])])
-        lattices = lattices.reshape(2 * k * m, T, K)
-        lengths = xp.asarray(numpy.tile(lengths_h, 2 * k))
-        trans, start, end = self._crf_params()
-        log_m, log_z, a, b = crf.marginals(xp, lattices, lengths, trans, start, end, ts)
-        free_z, gold_z = log_z.reshape(2, k, m)
-        # A doc whose partial gold admits no valid tag sequence teaches nothing.
-        ok = (gold_z > crf.NEG / 2).astype(E.dtype)
-        loss = ((free_z - gold_z) * ok).sum() / k
-        # Expected counts under the free lattices less those under the constrained ones.
-        w = xp.concatenate([ok, -ok]).ravel() / k
-        d_params["transitions"] += crf.transition_counts(
-            xp, lattices, lengths, trans, a, b, log_z, ts, w
+        E = crf.promote(xp, ops.pad(outputs))
+        P = n_passes
+        gold = xp.asarray(numpy.tile(self._gold(examples, T), (P, 1)))[:, :, None]
+        lengths = xp.asarray(numpy.tile(lengths_h, P))
+        result = crf.gold_loss(
+            xp, E, gold, lengths, self._crf_params(), ts, self.cfg["o_unknown_weight"], P
         )
-        first, last = crf.boundary_counts(xp, log_m, lengths, w)
-        d_params["start"] += first
-        d_params["end"] += last
-        log_m = log_m.reshape(2, k, m, T, K)
-        probs = xp.exp(log_m)
-        pos = crf.position_mask(xp, lengths[:m], T)
-        grads = (probs[0] - probs[1]) * (ok[:, :, None] * pos)[..., None] / k
-        if k > 1 and alpha > 0:
-            loss = loss + self._agreement(xp, log_m[0], grads, pos, alpha)
-        grads = grads.reshape(k * m, T, K).astype(outputs[index[0]].dtype, copy=False)
-        for j, d in zip(index, ops.unpad(grads, lengths_h.tolist() * k)):
-            d_outputs[j] = d
-        return loss
+        loss, grads = result.loss, result.d_emissions.reshape(P, m, T, K)
+        if P > 1 and agreement_weight > 0:
+            log_m = result.log_marginals.reshape(P, m, T, K)
+            pos = crf.position_mask(xp, lengths[:m], T)
+            loss = loss + self._agreement(xp, log_m, grads, pos, agreement_weight)
+        grads = grads.reshape(P * m, T, K).astype(outputs[0].dtype, copy=False)
+        d_outputs = cast(List[Floats2d], ops.unpad(grads, lengths_h.tolist() * P))
+        return loss, result.d_params, d_outputs
 
     @staticmethod
-    def _agreement(xp: Any, log_m: Any, grads: Any, pos: Any, alpha: float) -> Any:
-        """Add alpha * mean_i KL(mean ‖ p_i) over the passes' tag marginals, and its
+    def _agreement(xp: Any, log_m: Any, grads: Any, pos: Any, weight: float) -> Any:
+        """Add weight * mean_i KL(mean ‖ p_i) over the passes' tag marginals, and its
         gradient, to `grads`.
 
         The gradient goes through each position's own marginals with the Jacobian of
@@ -700,12 +683,13 @@ class NTKEntityRecognizer(TrainablePipe):
         Jacobian for the position's own emissions. The cross-position blocks (and the
         transitions) are left out, which keeps it to one pass over the arrays.
 
-        log_m (Floats4d): `(k, B, T, K)`: each pass's log-marginals.
-        grads (Floats4d): `(k, B, T, K)`: each pass's gradient, added to in place.
+        log_m (Floats4d): `(P, B, T, K)`: each of the P passes' log-marginals.
+        grads (Floats4d): `(P, B, T, K)`: each pass's gradient, added to in place.
         pos (Floats2d): `(B, T)`: 1.0 at real tokens.
+        weight (float): The agreement loss's weight.
         RETURNS (Any): The loss, a scalar on the device.
         """
-        k = log_m.shape[0]
+        P = log_m.shape[0]
         log_p = xp.maximum(log_m, crf.LOG_EPS)
         p = xp.exp(log_p)
         mean = p.mean(axis=0)
@@ -713,15 +697,15 @@ class NTKEntityRecognizer(TrainablePipe):
         h = log_mean - log_p.mean(axis=0)
         mask = pos[:, :, None]
         p_dot_h = (p * h).sum(axis=3, keepdims=True)
-        grads += (alpha / k) * (p * h - mean - p * (p_dot_h - 1.0)) * mask
+        grads += (weight / P) * (p * h - mean - p * (p_dot_h - 1.0)) * mask
         # The mean over passes of KL(mean ‖ p_i) is the sum of mean * h.
-        return alpha * (mean * h * mask).sum()
+        return weight * (mean * h * mask).sum()
 
     def finish_update(self, sgd: Optimizer) -> None:
         """Update the weights with the gradients collected so far. A model that sets
         `attrs["head_lr_scale"]` (`TokenClassifier.v2`) has its linear layer and CRF
         updated at that multiple of the optimizer's rate. Each call is one optimizer
-        step: `alpha_warmup_steps` counts these calls.
+        step: `agreement_warmup_steps` counts these calls.
 
         sgd (Optimizer): The optimizer.
         """
@@ -733,9 +717,8 @@ class NTKEntityRecognizer(TrainablePipe):
         head = {self.model.id, self.model.get_ref("output_layer").id}
         self.model.finish_update(cast(Optimizer, _HeadScaledOptimizer(sgd, head, scale)))
 
-    def _crf_params(self) -> Tuple[Any, Any, Any]:
-        m = self.model
-        return m.get_param("transitions"), m.get_param("start"), m.get_param("end")
+    def _crf_params(self) -> crf.Params:
+        return crf.Params(*(self.model.get_param(name) for name in crf.Params._fields))
 
     # ---- serialization. The saved cfg carries every setting, but on load only what was
     # learned (LEARNED) comes from it: the settings are the config's, so that
@@ -894,48 +877,89 @@ LISTENERS = {
 }
 
 
-def check_passes_encoder(name: str, k: int, model: Model) -> None:
-    """Refuse k > 1 passes with an encoder shared through a listener: it hands every
+def check_passes_encoder(name: str, n_passes: int, model: Model) -> None:
+    """Refuse n_passes > 1 with an encoder shared through a listener: it hands every
     pass the same vectors (no dropout of their own), and the upstream component takes
-    the gradient k times.
+    the gradient once per pass.
 
     name (str): The component's name.
-    k (int): Forward passes per batch.
+    n_passes (int): Forward passes per batch.
     model (Model): The component's model.
     """
-    if k <= 1:
+    if n_passes <= 1:
         return
     for node in model.walk():
         kind = LISTENERS.get(node.name)
         if kind is not None:
             upstream = getattr(node, "upstream_name", "?")
             raise UserError(
-                f"[{name}] k = {k} passes need an encoder of the component's own, but its "
-                f"model listens to an upstream component through a {kind} (upstream "
-                f"{upstream!r}): every pass would get the same vectors and that component "
-                f"would take the gradient {k} times. Embed the encoder in the component "
-                "(as configs/cpu.cfg and configs/trf.cfg do), or set k = 1"
+                f"[{name}] n_passes = {n_passes} needs an encoder of the component's own, "
+                f"but its model listens to an upstream component through a {kind} "
+                f"(upstream {upstream!r}): every pass would get the same vectors and that "
+                f"component would take the gradient {n_passes} times. Embed the encoder in "
+                "the component (as configs/cpu.cfg and configs/trf.cfg do), or set "
+                "n_passes = 1"
             )
+
+
+# The settings' 0.1 names (the paper's symbols), the new names and their defaults.
+RENAMED_SETTINGS = {
+    "k": "n_passes",
+    "alpha": "agreement_weight",
+    "alpha_warmup_steps": "agreement_warmup_steps",
+}
+PASS_DEFAULTS: Dict[str, Any] = {
+    "n_passes": 1,
+    "agreement_weight": 0.0,
+    "agreement_warmup_steps": 0,
+}
+
+
+def _renamed_settings(settings: Dict[str, Any], old: Dict[str, Any]) -> Dict[str, Any]:
+    """The settings, with each old name given (not None) taking its new name's place.
+
+    settings (Dict[str, Any]): The settings under their new names.
+    old (Dict[str, Any]): The same under their 0.1 names, None where not given.
+    RETURNS (Dict[str, Any]): The settings to use.
+    """
+    out = dict(settings)
+    for old_name, value in old.items():
+        if value is None:
+            continue
+        new_name = RENAMED_SETTINGS[old_name]
+        if out[new_name] != PASS_DEFAULTS[new_name]:
+            raise UserError(
+                f"[ntk_ner] both {old_name} = {value!r} and {new_name} = {out[new_name]!r} "
+                f"are set: {old_name} is the old name of {new_name}; set only {new_name}"
+            )
+        warnings.warn(
+            f"[ntk_ner] the setting {old_name!r} is deprecated: use {new_name!r} "
+            f"({new_name} = {value!r})",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        out[new_name] = value
+    return out
 
 
 def _check_settings(
     scheme: str,
-    k: int,
-    alpha: float,
-    alpha_warmup_steps: int,
+    n_passes: int,
+    agreement_weight: float,
+    agreement_warmup_steps: int,
     o_unknown_weight: float,
     threshold: float,
     spans_key: str,
 ) -> None:
     problems = []
-    if scheme not in SCHEMES:
-        problems.append(f"scheme must be one of {', '.join(SCHEMES)}, not {scheme!r}")
-    if not isinstance(k, int) or k < 1:
-        problems.append(f"k (forward passes per batch) must be at least 1, not {k!r}")
-    if not alpha >= 0:
-        problems.append(f"alpha (agreement loss weight) must be 0 or more, not {alpha!r}")
-    if alpha_warmup_steps < 0:
-        problems.append(f"alpha_warmup_steps must be 0 or more, not {alpha_warmup_steps!r}")
+    if scheme not in TagScheme.NAMES:
+        problems.append(f"scheme must be one of {', '.join(TagScheme.NAMES)}, not {scheme!r}")
+    if not isinstance(n_passes, int) or n_passes < 1:
+        problems.append(f"n_passes (forward passes per batch) must be at least 1, not {n_passes!r}")
+    if not agreement_weight >= 0:
+        problems.append(f"agreement_weight must be 0 or more, not {agreement_weight!r}")
+    if agreement_warmup_steps < 0:
+        problems.append(f"agreement_warmup_steps must be 0 or more, not {agreement_warmup_steps!r}")
     if not 0.0 <= o_unknown_weight <= 1.0:
         problems.append(f"o_unknown_weight must be between 0 and 1, not {o_unknown_weight!r}")
     if not 0.0 <= threshold <= 1.0:
@@ -944,24 +968,6 @@ def _check_settings(
         problems.append("spans_key must not be empty")
     if problems:
         raise UserError("[ntk_ner] " + "; ".join(problems))
-
-
-def _gold_lattice(xp: Any, E: Any, gold: Any, o_unknown_weight: float) -> Any:
-    """The emissions of the gold-constrained lattice: at a token with gold only the
-    gold tag, elsewhere any tag; with `o_unknown_weight` w > 0, a token tagged O also
-    admits every other tag at weight w (log w added to its score).
-
-    E (Floats4d): `(k, B, T, K)` emission scores.
-    gold (Ints3d): `(B, T, 1)` gold tag indices, -1 where there is none.
-    o_unknown_weight (float): w, in [0, 1].
-    RETURNS (Floats4d): The constrained emissions.
-    """
-    allowed = (gold < 0) | (gold == xp.arange(E.shape[-1]))
-    if o_unknown_weight <= 0.0:
-        return xp.where(allowed, E, crf.NEG)
-    # The tag index of O is 0 in both schemes (crf.TagScheme).
-    soft = (gold == 0) & ~allowed
-    return xp.where(allowed, E, xp.where(soft, E + math.log(o_unknown_weight), crf.NEG))
 
 
 def _length_buckets(lengths: Sequence[int], max_padded: int = PADDED_BUDGET) -> List[List[int]]:
@@ -1122,26 +1128,25 @@ def _stitch_doc(paths: List[numpy.ndarray], starts: numpy.ndarray) -> Optional[n
     return numpy.concatenate(pieces)
 
 
-def _flat_spans(doc_paths: List[numpy.ndarray], ts: TagScheme) -> Tuple[numpy.ndarray, ...]:
+def _flat_spans(doc_paths: List[numpy.ndarray], ts: TagScheme) -> crf.Entities:
     """The entities of the docs' paths, found in one pass over their concatenation: a
     valid path starts and ends outside an entity, so none runs from one doc into the
     next.
 
-    RETURNS (Tuple[numpy.ndarray, ...]): Doc, first token, last token (inclusive) and
-        label index of each entity, in order.
+    RETURNS (crf.Entities): The entities, in order.
     """
     lengths = numpy.asarray([len(p) for p in doc_paths])
     offsets = numpy.cumsum(lengths) - lengths
     flat = numpy.concatenate(doc_paths)[None, :]
-    _, starts, ends, labels = _spans_from_path(flat, lengths.sum(keepdims=True), ts)
+    _, starts, ends, labels = ts.entities(flat, lengths.sum(keepdims=True))
     doc = numpy.searchsorted(offsets, starts, side="right") - 1
-    return doc, starts - offsets[doc], ends - offsets[doc], labels
+    return crf.Entities(doc, starts - offsets[doc], ends - offsets[doc], labels)
 
 
 def _assign_chains(
     chains: _Chains,
     lengths: numpy.ndarray,
-    ents: Tuple[numpy.ndarray, ...],
+    ents: crf.Entities,
     window: Optional[int],
 ) -> numpy.ndarray:
     """The chain that scores each entity: of the window holding its first token in its
@@ -1150,7 +1155,7 @@ def _assign_chains(
     RETURNS (numpy.ndarray): A chain per entity; -1 where it has less than
         WINDOW_CONTEXT tokens of context in both (the doc must be decoded exactly).
     """
-    doc, starts, ends = ents[0], ents[1], ents[2]
+    doc, starts, ends = ents.doc, ents.first, ents.last
     n_docs = len(lengths)
     first = numpy.searchsorted(chains.doc, numpy.arange(n_docs))
     n_windows = numpy.bincount(chains.doc, minlength=n_docs)[doc]
@@ -1187,57 +1192,3 @@ def _local_paths(
     for row, (d, a, z) in enumerate(chains.slices(bucket)):
         out[row, : z - a] = doc_paths[d][a:z]
     return out
-
-
-def _tags_from_iob(arr: numpy.ndarray, label_ids: Dict[int, int], ts: TagScheme) -> numpy.ndarray:
-    """Turn a doc's ENT_IOB and ENT_TYPE columns into tag indices, -1 where missing.
-
-    arr (numpy.ndarray): `(n, 2)`: ENT_IOB (0 missing, 1 I, 2 O, 3 B) and ENT_TYPE.
-    label_ids (Dict[int, int]): Label hash to label index.
-    ts (TagScheme): The tags.
-    RETURNS (numpy.ndarray): `(n,)` tag indices.
-    """
-    iob = arr[:, 0].astype("int64")
-    label = numpy.fromiter((label_ids.get(h, -1) for h in arr[:, 1].tolist()), "int64", len(iob))
-    inside_next = numpy.zeros(len(iob), dtype=bool)
-    inside_next[:-1] = iob[1:] == 1
-    if ts.name == "BILUO":
-        # B then I continues: B; B alone: U (3); I then I: I; I last: L (2).
-        offset = numpy.where(
-            iob == 3, numpy.where(inside_next, 0, 3), numpy.where(inside_next, 1, 2)
-        )
-        n_pre = 4
-    else:
-        offset = numpy.where(iob == 3, 0, 1)
-        n_pre = 2
-    tags = 1 + label * n_pre + offset
-    tags = numpy.where(iob == 2, 0, tags)
-    # Missing annotation, and entities of labels the component does not have: no gold.
-    return numpy.where((iob == 0) | ((iob != 2) & (label < 0)), -1, tags)
-
-
-def _spans_from_path(
-    path: numpy.ndarray, lengths: numpy.ndarray, ts: TagScheme
-) -> Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray, numpy.ndarray]:
-    """Find the entities of decoded tag paths, vectorized over the batch.
-
-    RETURNS (Tuple[ndarray, ndarray, ndarray, ndarray]): Doc index, first token,
-        last token (inclusive) and label index of each entity, in order.
-    """
-    B, T = path.shape
-    n_pre = 4 if ts.name == "BILUO" else 2
-    live = numpy.arange(T)[None, :] < lengths[:, None]
-    is_ent = (path > 0) & live
-    offset = numpy.where(is_ent, path - 1, 0)
-    prefix = offset % n_pre  # BILUO: 0 B, 1 I, 2 L, 3 U;  BIO: 0 B, 1 I
-    label = offset // n_pre
-    begins = is_ent & ((prefix == 0) | (prefix == 3 if n_pre == 4 else False))
-    if n_pre == 4:
-        finishes = is_ent & ((prefix == 2) | (prefix == 3))
-    else:
-        nxt_inside = numpy.zeros_like(is_ent)
-        nxt_inside[:, :-1] = is_ent[:, 1:] & (prefix[:, 1:] == 1)
-        finishes = is_ent & ~nxt_inside
-    doc_idx, starts = numpy.nonzero(begins)
-    _, ends = numpy.nonzero(finishes)
-    return doc_idx, starts, ends, label[doc_idx, starts]

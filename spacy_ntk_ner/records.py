@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import srsly
+from spacy.language import Language
+from spacy.tokens import Doc
 
 from .errors import UserError
 from .ner import NTKEntityRecognizer
@@ -30,7 +32,7 @@ class SpanSource:
     spans_key: Optional[str]
 
 
-def find_span_source(nlp: Any, component: Optional[str] = None) -> SpanSource:
+def find_span_source(nlp: Language, component: Optional[str] = None) -> SpanSource:
     """Pick the component whose entities are written: the pipeline's `ntk_ner`, or the
     one named; without any `ntk_ner`, the component that sets `doc.ents`.
 
@@ -60,7 +62,7 @@ def find_span_source(nlp: Any, component: Optional[str] = None) -> SpanSource:
     return SpanSource(ents[-1], None)
 
 
-def _source_of(nlp: Any, name: str) -> SpanSource:
+def _source_of(nlp: Language, name: str) -> SpanSource:
     pipe = nlp.get_pipe(name)
     if isinstance(pipe, NTKEntityRecognizer):
         return SpanSource(name, pipe.cfg["spans_key"])
@@ -69,11 +71,11 @@ def _source_of(nlp: Any, name: str) -> SpanSource:
     return SpanSource(name, None)
 
 
-def _sets_ents(nlp: Any, name: str) -> bool:
+def _sets_ents(nlp: Language, name: str) -> bool:
     return "doc.ents" in nlp.get_pipe_meta(name).assigns
 
 
-def doc_spans(doc: Any, source: SpanSource, threshold: Optional[float]) -> List[Dict[str, Any]]:
+def doc_spans(doc: Doc, source: SpanSource, threshold: Optional[float]) -> List[Dict[str, Any]]:
     """The entities of an annotated Doc in Prodigy's span format, `token_end` inclusive.
 
     doc (Doc): The annotated Doc.
@@ -103,7 +105,7 @@ def doc_spans(doc: Any, source: SpanSource, threshold: Optional[float]) -> List[
     ]
 
 
-def keep_spans(doc: Any, source: SpanSource, threshold: Optional[float]) -> None:
+def keep_spans(doc: Doc, source: SpanSource, threshold: Optional[float]) -> None:
     """Drop a Doc's scored spans below the threshold, in place, before it is saved.
 
     doc (Doc): The annotated Doc.
@@ -123,7 +125,7 @@ def keep_spans(doc: Any, source: SpanSource, threshold: Optional[float]) -> None
 
 
 def doc_record(
-    doc: Any, source: SpanSource, threshold: Optional[float], with_doc: bool
+    doc: Doc, source: SpanSource, threshold: Optional[float], with_doc: bool
 ) -> Dict[str, Any]:
     """What a worker sends back for one annotated Doc.
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy
+from spacy.training import Example
 
 from .atomic import atomic_file
 from .confidence import (
@@ -67,7 +68,7 @@ class Evaluation:
     `ntk_ner` component its scored entities and its uncalibrated scores."""
 
     metrics: Dict[str, Any]
-    examples: List[Any]
+    examples: List[Example]
     entities: Dict[str, List[ScoredEntity]] = field(default_factory=dict)
     raw_scores: Dict[str, List[float]] = field(default_factory=dict)
 
@@ -150,7 +151,7 @@ def write_metrics(metrics: Dict[str, Any], output: Optional[Path], table: Option
             fh.write(format_table(metrics) + "\n")
 
 
-def component_entities(examples: Sequence[Any], spans_key: str) -> List[ScoredEntity]:
+def component_entities(examples: Sequence[Example], spans_key: str) -> List[ScoredEntity]:
     """Every scored entity a component predicted on the examples.
 
     examples (Sequence[Example]): Annotated examples.

@@ -7,8 +7,7 @@ import numpy
 import pytest
 
 from spacy_ntk_ner import crf
-from spacy_ntk_ner.crf import TagScheme
-from spacy_ntk_ner.ner import _spans_from_path
+from spacy_ntk_ner.crf import Params, TagScheme
 
 LENGTHS = [4, 1, 3]
 
@@ -53,10 +52,12 @@ def brute_force(p: Dict[str, Any], b: int) -> Tuple[float, numpy.ndarray, List[i
 def test_recursions_match_brute_force(scheme: str, dtype: str) -> None:
     p = problem(scheme)
     E = p["E"].astype(dtype)
-    args = (E, p["lengths"], p["trans"].astype(dtype), p["start"], p["end"], p["scheme"])
-    log_m, log_z, alpha, beta = crf.marginals(numpy, *args)
+    params = Params(p["trans"].astype(dtype), p["start"], p["end"])
+    args = (E, p["lengths"], params, p["scheme"])
+    fb = crf.marginals(numpy, *args)
+    log_m, log_z, prefix, suffix = fb.log_marginals, fb.log_z, fb.log_prefix, fb.log_suffix
     a2, lz2 = crf.forward(numpy, *args)
-    b2 = crf.backward(numpy, E, p["lengths"], args[2], p["end"], p["scheme"])
+    b2 = crf.backward(numpy, *args)
     path = crf.viterbi(numpy, *args)
     tol = 1e-9 if dtype == "float64" else 2e-5
     for b, n in enumerate(LENGTHS):
@@ -64,8 +65,8 @@ def test_recursions_match_brute_force(scheme: str, dtype: str) -> None:
         assert log_z[b] == pytest.approx(ref_z, rel=tol, abs=tol)
         numpy.testing.assert_allclose(numpy.exp(log_m[b, :n]), ref_m, atol=tol * 10)
         assert path[b, :n].tolist() == ref_path
-        numpy.testing.assert_allclose(a2[b, :n], alpha[b, :n], rtol=tol, atol=tol)
-        numpy.testing.assert_allclose(b2[b, :n], beta[b, :n], rtol=tol, atol=tol)
+        numpy.testing.assert_allclose(a2[b, :n], prefix[b, :n], rtol=tol, atol=tol)
+        numpy.testing.assert_allclose(b2[b, :n], suffix[b, :n], rtol=tol, atol=tol)
     numpy.testing.assert_allclose(lz2, log_z, rtol=tol)
 
 
@@ -76,13 +77,14 @@ def test_float16_emissions_are_computed_in_float32(scheme: str) -> None:
     E16 = p["E"].astype("float16")
     trans = p["trans"].astype("float32")
     start, end = p["start"].astype("float32"), p["end"].astype("float32")
-    args = (p["lengths"], trans, start, end, p["scheme"])
-    log_m, log_z, _, _ = crf.marginals(numpy, E16, *args)
+    args = (p["lengths"], Params(trans, start, end), p["scheme"])
+    fb = crf.marginals(numpy, E16, *args)
+    log_m, log_z = fb.log_marginals, fb.log_z
     assert log_m.dtype == numpy.float32
     for b, n in enumerate(LENGTHS):
         numpy.testing.assert_allclose(numpy.exp(log_m[b, :n]).sum(axis=1), 1.0, atol=1e-5)
     ref = crf.marginals(numpy, E16.astype("float32"), *args)
-    numpy.testing.assert_allclose(log_z, ref[1], rtol=1e-6)
+    numpy.testing.assert_allclose(log_z, ref.log_z, rtol=1e-6)
     path = crf.viterbi(numpy, E16, *args)
     assert (path == crf.viterbi(numpy, E16.astype("float32"), *args)).all()
 
@@ -99,42 +101,26 @@ def all_functions(xp: Any, p: Dict[str, Any]) -> Dict[str, Any]:
     """Every CRF function's output for problem `p` computed with `xp`."""
     ts = p["scheme"]
     E, lengths = xp.asarray(p["E"], dtype="float32"), xp.asarray(p["lengths"])
-    trans, start, end = (xp.asarray(p[k], dtype="float32") for k in ("trans", "start", "end"))
-    log_m, log_z, alpha, beta = crf.marginals(xp, E, lengths, trans, start, end, ts)
-    f_alpha, f_log_z = crf.forward(xp, E, lengths, trans, start, end, ts)
-    path = crf.viterbi(xp, E, lengths, trans, start, end, ts)
+    params = Params(*(xp.asarray(p[k], dtype="float32") for k in ("trans", "start", "end")))
+    fb = crf.marginals(xp, E, lengths, params, ts)
+    f_prefix, f_log_z = crf.forward(xp, E, lengths, params, ts)
+    path = crf.viterbi(xp, E, lengths, params, ts)
     weights = xp.asarray([1.0, -0.5, 2.0], dtype="float32")
     out = {
-        "log_m": log_m,
-        "log_z": log_z,
-        "alpha": f_alpha,
+        "log_m": fb.log_marginals,
+        "log_z": fb.log_z,
+        "log_prefix": f_prefix,
         "forward_log_z": f_log_z,
-        "beta": crf.backward(xp, E, lengths, trans, end, ts),
+        "log_suffix": crf.backward(xp, E, lengths, params, ts),
         "path": path,
-        "transitions": crf.transition_counts(
-            xp, E, lengths, trans, alpha, beta, log_z, ts, weights
-        ),
-        "boundaries": xp.stack(crf.boundary_counts(xp, log_m, lengths, weights)),
+        "transitions": crf.transition_counts(xp, E, lengths, params, fb, ts, weights),
+        "boundaries": xp.stack(crf.boundary_counts(xp, fb.log_marginals, lengths, weights)),
     }
     path_h = path.get() if hasattr(path, "get") else path
-    doc_idx, starts, ends, _ = _spans_from_path(path_h, p["lengths"], ts)
-    out["span_log_probs"] = crf.span_log_probs(
-        xp,
-        E,
-        trans,
-        start,
-        end,
-        alpha,
-        beta,
-        log_z,
-        lengths,
-        path,
-        xp.asarray(doc_idx),
-        xp.asarray(starts),
-        xp.asarray(ends),
-        ts,
-    )
-    assert len(doc_idx) > 0
+    ents = ts.entities(path_h, p["lengths"])
+    on_device = crf.Entities(*(xp.asarray(x) for x in ents))
+    out["span_log_probs"] = crf.span_log_probs(xp, E, lengths, params, fb, path, on_device, ts)
+    assert len(ents.doc) > 0
     return out
 
 
@@ -149,7 +135,7 @@ def test_every_crf_function_on_cupy_matches_numpy(scheme: str) -> None:
     live = numpy.arange(max(LENGTHS))[None, :] < p["lengths"][:, None]
     for name, expected in on_cpu.items():
         got = cupy.asnumpy(on_gpu[name])
-        if name in ("log_m", "alpha", "beta"):
+        if name in ("log_m", "log_prefix", "log_suffix"):
             expected, got = expected[live], got[live]
         if name == "path":
             assert (got[live] == expected[live]).all(), name
@@ -158,7 +144,7 @@ def test_every_crf_function_on_cupy_matches_numpy(scheme: str) -> None:
 
 
 def test_update_and_prediction_op_counts() -> None:
-    """benchmarks/bench_crf_ops.py's counts: the same operations at k = 2 and k = 3
+    """benchmarks/bench_crf_ops.py's counts: the same operations at 2 and 3 passes
     (the passes and both lattices are one batch), one number back from the device per
     update, and two transfers (paths, then scores) per prediction batch."""
     import importlib.util
@@ -206,15 +192,14 @@ def test_span_probabilities_match_brute_force(scheme: str, seed: int) -> None:
     contain exactly that entity (not merely a number in [0, 1])."""
     p = problem(scheme, seed=seed, scale=1.0)
     p["E"][:, :, 1:] += 1.0  # favour entities, so every doc decodes some
-    args = (p["E"], p["lengths"], p["trans"], p["start"], p["end"], p["scheme"])
-    _, log_z, alpha, beta = crf.marginals(numpy, *args)
+    params = Params(p["trans"], p["start"], p["end"])
+    args = (p["E"], p["lengths"], params, p["scheme"])
+    fb = crf.marginals(numpy, *args)
     path = crf.viterbi(numpy, *args)
-    doc_idx, starts, ends, _ = _spans_from_path(path, p["lengths"], p["scheme"])
+    ents = p["scheme"].entities(path, p["lengths"])
+    doc_idx, starts, ends = ents.doc, ents.first, ents.last
     assert len(starts) >= 1, "the fixture should decode entities"
-    log_p = crf.span_log_probs(
-        numpy, p["E"], p["trans"], p["start"], p["end"], alpha, beta, log_z,
-        p["lengths"], path, doc_idx, starts, ends, p["scheme"],
-    )  # fmt: skip
+    log_p = crf.span_log_probs(numpy, p["E"], p["lengths"], params, fb, path, ents, p["scheme"])
     for d, s, e, lp in zip(doc_idx, starts, ends, log_p):
         ref = brute_force_span_prob(p, int(d), path[d].tolist(), int(s), int(e))
         assert numpy.exp(lp) == pytest.approx(ref, rel=1e-6, abs=1e-9)

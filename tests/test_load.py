@@ -1,6 +1,7 @@
 """Loading a trained pipeline: settings come from the config, what was learned from disk,
 and a pipeline whose files do not belong together stops at load, naming the file."""
 
+import shutil
 from pathlib import Path
 from typing import Any, Dict
 
@@ -10,7 +11,7 @@ import srsly
 from spacy.language import Language
 from spacy.tokens import Span
 from spacy.training import Example
-from thinc.api import fix_random_seed
+from thinc.api import Config, fix_random_seed
 
 TRAIN = [
     ("I like London and Berlin .", [(7, 13, "LOC"), (18, 24, "LOC")]),
@@ -34,7 +35,7 @@ def train(config: Dict[str, Any]) -> Language:
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("load") / "p"
-    train({"k": 2, "alpha": 0.5, "alpha_warmup_steps": 3}).to_disk(path)
+    train({"n_passes": 2, "agreement_weight": 0.5, "agreement_warmup_steps": 3}).to_disk(path)
     return path
 
 
@@ -76,13 +77,53 @@ def test_spans_key_at_load_takes_effect(saved: Path) -> None:
 
 @pytest.mark.parametrize(
     "setting,value",
-    [("k", 3), ("alpha", 2.0), ("alpha_warmup_steps", 7), ("o_unknown_weight", 0.25)],
+    [
+        ("n_passes", 3),
+        ("agreement_weight", 2.0),
+        ("agreement_warmup_steps", 7),
+        ("o_unknown_weight", 0.25),
+    ],
 )
 def test_training_settings_at_load_take_effect(saved: Path, setting: str, value: Any) -> None:
     nlp = load(saved, **{setting: value})
     assert nlp.get_pipe("ntk_ner").cfg[setting] == value
     # ... and a save carries them in config.cfg, which the next load reads.
     assert nlp.config["components"]["ntk_ner"][setting] == value
+
+
+def test_a_pipeline_with_the_0_1_setting_names_loads_and_predicts(
+    saved: Path, tmp_path: Path
+) -> None:
+    """A 0.1 pipeline's config.cfg says `k`, `alpha`, `alpha_warmup_steps` (and has no
+    new names): it loads with a DeprecationWarning per old name and predicts as the
+    same pipeline saved with the new names."""
+    path = tmp_path / "old"
+    shutil.copytree(saved, path)
+    old_names = {
+        "n_passes": "k",
+        "agreement_weight": "alpha",
+        "agreement_warmup_steps": "alpha_warmup_steps",
+    }
+    config = Config().from_disk(path / "config.cfg", interpolate=False)
+    ner_config = config["components"]["ntk_ner"]
+    for new_name, old_name in old_names.items():
+        # A 0.1 config has the old name set and no new name (nor the `k = null` lines
+        # that spaCy's fill writes now).
+        assert ner_config.pop(old_name) is None
+        ner_config[old_name] = ner_config.pop(new_name)
+    config.to_disk(path / "config.cfg", interpolate=False)
+    assert "\nk = 2\n" in (path / "config.cfg").read_text()
+    with pytest.warns(DeprecationWarning) as caught:
+        nlp = spacy.load(path)
+    assert sorted(str(w.message).split("'")[1] for w in caught) == sorted(old_names.values())
+    ner = nlp.get_pipe("ntk_ner")
+    assert (ner.cfg["n_passes"], ner.cfg["agreement_weight"]) == (2, 0.5)
+    assert ner.cfg["agreement_warmup_steps"] == 3
+    reference = spacy.load(saved)
+    for text, _ in TRAIN:
+        got, want = nlp(text), reference(text)
+        assert [(e.text, e.label_) for e in got.ents] == [(e.text, e.label_) for e in want.ents]
+        assert got.spans["ntk_ner"].attrs["scores"] == want.spans["ntk_ner"].attrs["scores"]
 
 
 def test_other_scheme_at_load_is_an_error_naming_both(saved: Path) -> None:

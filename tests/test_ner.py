@@ -18,12 +18,11 @@ from thinc.api import SGD, fix_random_seed
 
 from spacy_ntk_ner import crf
 from spacy_ntk_ner import ner as ner_module
-from spacy_ntk_ner.crf import TagScheme
+from spacy_ntk_ner.crf import Params, TagScheme
 from spacy_ntk_ner.ner import (
     NTKEntityRecognizer,
     _plan_chains,
     _space_masks,
-    _spans_from_path,
     _stitch_doc,
 )
 
@@ -52,7 +51,7 @@ def train(config: dict, steps: int = 50, drop: float = 0.1) -> Language:
 
 @pytest.fixture(scope="module")
 def trained() -> Language:
-    return train({"k": 2, "alpha": 1.0, "alpha_warmup_steps": 5}, steps=60)
+    return train({"n_passes": 2, "agreement_weight": 1.0, "agreement_warmup_steps": 5}, steps=60)
 
 
 def predictions(nlp: Language) -> List[List[Tuple[str, str, float]]]:
@@ -91,11 +90,11 @@ def test_factory_declares_assigns_and_scores() -> None:
 @pytest.mark.parametrize(
     "config,setting",
     [
-        ({"k": 0}, "k (forward passes per batch) must be at least 1"),
-        ({"alpha": -1.0}, "alpha (agreement loss weight) must be 0 or more"),
+        ({"n_passes": 0}, "n_passes (forward passes per batch) must be at least 1"),
+        ({"agreement_weight": -1.0}, "agreement_weight must be 0 or more"),
         ({"threshold": 1.5}, "threshold must be between 0 and 1"),
         ({"scheme": "IOB"}, "scheme must be one of BILUO, BIO"),
-        ({"alpha_warmup_steps": -2}, "alpha_warmup_steps must be 0 or more"),
+        ({"agreement_warmup_steps": -2}, "agreement_warmup_steps must be 0 or more"),
         ({"o_unknown_weight": 1.5}, "o_unknown_weight must be between 0 and 1"),
         ({"o_unknown_weight": -0.1}, "o_unknown_weight must be between 0 and 1"),
     ],
@@ -106,6 +105,36 @@ def test_bad_settings_are_named(config: dict, setting: str) -> None:
         ValueError, match=r"\[ntk_ner\] .*" + setting.replace("(", r"\(").replace(")", r"\)")
     ):
         nlp.add_pipe("ntk_ner", config=config)
+
+
+OLD_NAMES = {"k": 3, "alpha": 2.5, "alpha_warmup_steps": 7}
+NEW_NAMES = {"n_passes": 3, "agreement_weight": 2.5, "agreement_warmup_steps": 7}
+
+
+def test_old_setting_names_are_read_with_a_deprecation_warning() -> None:
+    new = spacy.blank("en").add_pipe("ntk_ner", config=NEW_NAMES)
+    for old_name, new_name in ner_module.RENAMED_SETTINGS.items():
+        message = f"'{old_name}' is deprecated: use '{new_name}'"
+        with pytest.warns(DeprecationWarning, match=message):
+            one = spacy.blank("en").add_pipe("ntk_ner", config={old_name: OLD_NAMES[old_name]})
+        assert one.cfg[new_name] == NEW_NAMES[new_name]
+    with pytest.warns(DeprecationWarning):
+        old = spacy.blank("en").add_pipe("ntk_ner", config=OLD_NAMES)
+    assert old.cfg == new.cfg
+
+
+@pytest.mark.parametrize("old_name,new_name", list(ner_module.RENAMED_SETTINGS.items()))
+def test_an_old_name_with_its_new_name_is_an_error_naming_both(
+    old_name: str, new_name: str
+) -> None:
+    config = {old_name: OLD_NAMES[old_name], new_name: NEW_NAMES[new_name]}
+    with pytest.raises(ValueError) as err:
+        spacy.blank("en").add_pipe("ntk_ner", config=config)
+    assert str(err.value) == (
+        f"[ntk_ner] both {old_name} = {OLD_NAMES[old_name]!r} and {new_name} = "
+        f"{NEW_NAMES[new_name]!r} are set: {old_name} is the old name of {new_name}; "
+        f"set only {new_name}"
+    )
 
 
 def test_no_labels_at_initialize() -> None:
@@ -220,6 +249,44 @@ def test_pipe_batches_and_processes(trained: Language) -> None:
     assert single == batched == multi
 
 
+def _annotations(doc: Doc) -> List[Tuple[int, int, str, float]]:
+    group = doc.spans["ntk_ner"]
+    return [(s.start, s.end, s.label_, p) for s, p in zip(group, group.attrs["scores"])]
+
+
+def test_pipe_at_any_batch_size_is_predict_one_doc_at_a_time(
+    trained: Language, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One batching rule: the encoder runs on `_length_buckets` groups of the
+    length-sorted batch (at most PADDED_BUDGET padded tokens each), and batching
+    changes no entity or score; docs come out in input order."""
+    sentences = [t for t, _ in TRAIN]
+    texts = [" ".join(sentences[i % 4] for i in range(n)) for n in (1, 7, 30, 2, 50, 3, 140)]
+    texts = (texts + ["", "   "]) * 5
+    ner = trained.get_pipe("ntk_ner")
+    single = [_annotations(trained(t)) for t in texts]
+    assert sum(len(a) for a in single) > 100
+    calls: List[List[int]] = []
+    predict = type(ner.model).predict
+
+    def spy(model: Any, docs: List[Doc]) -> Any:
+        if model is ner.model:
+            calls.append([len(doc) for doc in docs])
+        return predict(model, docs)
+
+    monkeypatch.setattr(type(ner.model), "predict", spy)
+    for batch_size in (1, 3, 16, 1000):
+        calls.clear()
+        docs = list(trained.pipe(texts, batch_size=batch_size))
+        assert [d.text for d in docs] == texts
+        for got, want in zip(map(_annotations, docs), single):
+            assert [a[:3] for a in got] == [a[:3] for a in want]
+            numpy.testing.assert_allclose([a[3] for a in got], [a[3] for a in want], atol=1e-6)
+        assert all(len(c) == 1 or len(c) * max(c) <= ner_module.PADDED_BUDGET for c in calls)
+        assert all(c == sorted(c) and min(c) > 0 for c in calls)
+    assert len(calls) > 1 and max(len(c) for c in calls) > 4
+
+
 V2_MODEL = {
     "@architectures": "spacy_ntk_ner.TokenClassifier.v2",
     "head_lr_scale": 4.0,
@@ -291,11 +358,12 @@ def test_v2_bad_head_lr_scale_is_named() -> None:
         nlp.add_pipe("ntk_ner", config={"model": {**V2_MODEL, "head_lr_scale": 0.0}})
 
 
-def trained_3_steps(k: int) -> Tuple[Language, List[Example]]:
-    """A pipeline with k passes (alpha 5, no warm-up) after 3 updates without dropout."""
+def trained_3_steps(n_passes: int) -> Tuple[Language, List[Example]]:
+    """A pipeline with n passes (agreement weight 5, no warm-up) after 3 updates
+    without dropout."""
     fix_random_seed(0)
     nlp = spacy.blank("en")
-    nlp.add_pipe("ntk_ner", config={"k": k, "alpha": 5.0})
+    nlp.add_pipe("ntk_ner", config={"n_passes": n_passes, "agreement_weight": 5.0})
     examples = make_examples(nlp)
     optimizer = nlp.initialize(lambda: examples)
     for _ in range(3):
@@ -303,7 +371,7 @@ def trained_3_steps(k: int) -> Tuple[Language, List[Example]]:
     return nlp, examples
 
 
-def test_k2_loss_differs_from_k1() -> None:
+def test_two_passes_loss_differs_from_one() -> None:
     losses = {}
     for k in (1, 2):
         nlp, examples = trained_3_steps(k)
@@ -313,9 +381,9 @@ def test_k2_loss_differs_from_k1() -> None:
     assert losses[1] != pytest.approx(losses[2], rel=1e-4)
 
 
-def test_k2_at_dropout_0_equals_k1() -> None:
-    """Without dropout the k passes are the same pass: the loss (agreement term 0) and
-    every parameter's gradient are k = 1's."""
+def test_two_passes_at_dropout_0_equal_one() -> None:
+    """Without dropout the passes are the same pass: the loss (agreement term 0) and
+    every parameter's gradient are n_passes = 1's."""
     grads = {}
     losses = {}
     for k in (1, 2):
@@ -335,9 +403,11 @@ def test_k2_at_dropout_0_equals_k1() -> None:
         numpy.testing.assert_allclose(grads[2][key], g1, rtol=1e-6, atol=1e-8, err_msg=str(key))
 
 
-def test_alpha_waits_for_warmup() -> None:
+def test_agreement_waits_for_warmup() -> None:
     nlp = spacy.blank("en")
-    ner = nlp.add_pipe("ntk_ner", config={"k": 2, "alpha": 50.0, "alpha_warmup_steps": 1})
+    ner = nlp.add_pipe(
+        "ntk_ner", config={"n_passes": 2, "agreement_weight": 50.0, "agreement_warmup_steps": 1}
+    )
     examples = make_examples(nlp)
     nlp.initialize(lambda: examples)
     seen = []
@@ -354,10 +424,12 @@ def test_alpha_waits_for_warmup() -> None:
     assert seen == [True]
 
 
-def test_alpha_warmup_counts_optimizer_steps() -> None:
+def test_agreement_warmup_counts_optimizer_steps() -> None:
     """Sub-batches of one optimizer step (spaCy's accumulate_gradient) count once."""
     nlp = spacy.blank("en")
-    ner = nlp.add_pipe("ntk_ner", config={"k": 2, "alpha": 50.0, "alpha_warmup_steps": 1})
+    ner = nlp.add_pipe(
+        "ntk_ner", config={"n_passes": 2, "agreement_weight": 50.0, "agreement_warmup_steps": 1}
+    )
     examples = make_examples(nlp)
     optimizer = nlp.initialize(lambda: examples)
     seen = []
@@ -449,7 +521,8 @@ def test_decoder_yields_valid_entities_with_scores(
     trans = (rng.normal(size=(K, K)) * scale).astype("float32")
     start, end = (rng.normal(size=(2, K)) * scale).astype("float32")
     lens = numpy.asarray(lengths, dtype="int32")
-    path = crf.viterbi(numpy, E, lens, trans, start, end, ts)
+    params = crf.Params(trans, start, end)
+    path = crf.viterbi(numpy, E, lens, params, ts)
     for b, n in enumerate(lengths):
         tags = [ts.tags[i] for i in path[b, :n]]
         assert ts.start[path[b, 0]] and ts.end[path[b, n - 1]]
@@ -460,9 +533,9 @@ def test_decoder_yields_valid_entities_with_scores(
                 not (t.startswith("I-") and (i == 0 or tags[i - 1][2:] != t[2:]))
                 for i, t in enumerate(tags)
             )
-    alpha, log_z = crf.forward(numpy, E, lens, trans, start, end, ts)
-    beta = crf.backward(numpy, E, lens, trans, end, ts)
-    doc_idx, starts, ends, labels = _spans_from_path(path, lens, ts)
+    fb = crf.marginals(numpy, E, lens, params, ts)
+    ents = ts.entities(path, lens)
+    doc_idx, starts, ends = ents.doc, ents.first, ents.last
     assert numpy.all(starts <= ends)
     if len(starts):
         assert numpy.all(ends < lens[doc_idx])
@@ -470,9 +543,7 @@ def test_decoder_yields_valid_entities_with_scores(
         for d in set(doc_idx.tolist()):
             s, e = starts[doc_idx == d], ends[doc_idx == d]
             assert numpy.all(s[1:] > e[:-1])
-        logp = crf.span_log_probs(
-            numpy, E, trans, start, end, alpha, beta, log_z, lens, path, doc_idx, starts, ends, ts
-        )
+        logp = crf.span_log_probs(numpy, E, lens, params, fb, path, ents, ts)
         p = numpy.exp(logp)
         assert p.shape == starts.shape
         assert numpy.all((p >= 0) & (p <= 1))
@@ -482,8 +553,6 @@ def test_decoder_yields_valid_entities_with_scores(
 def test_gold_fast_path_matches_alignment(scheme: str) -> None:
     from spacy.attrs import ENT_IOB, ENT_TYPE
 
-    from spacy_ntk_ner.ner import _tags_from_iob
-
     vocab = spacy.blank("en").vocab
     ts = TagScheme.build(scheme, ["A", "B"])
     ids = {vocab.strings.add(label): i for i, label in enumerate(ts.labels)}
@@ -492,7 +561,9 @@ def test_gold_fast_path_matches_alignment(scheme: str) -> None:
     ents = ["B-A", "O", "B-B", "I-B", "I-B", "B-C", "", "B-A", "I-A"]
     doc = Doc(vocab, words=words, ents=ents)
     slow = ts.gold_index(Example(doc.copy(), doc).get_aligned_ner())
-    fast = _tags_from_iob(doc.to_array([ENT_IOB, ENT_TYPE]), ids, ts).tolist()
+    iob, types = doc.to_array([ENT_IOB, ENT_TYPE]).T
+    label = numpy.asarray([ids.get(h, -1) for h in types.tolist()])
+    fast = ts.tags_from_iob(iob, label).tolist()
     assert fast == slow
     assert fast[5] == -1 and fast[6] == -1
 
@@ -508,11 +579,12 @@ def test_crf_gradients_match_finite_differences(scheme: str) -> None:
     ones = numpy.ones(2)
 
     def log_z(E_: numpy.ndarray, trans_: numpy.ndarray) -> float:
-        return float(crf.forward(numpy, E_, lengths, trans_, start, end, ts)[1].sum())
+        return float(crf.forward(numpy, E_, lengths, Params(trans_, start, end), ts)[1].sum())
 
-    log_m, _, a, b = crf.marginals(numpy, E, lengths, trans, start, end, ts)
-    lz = crf.forward(numpy, E, lengths, trans, start, end, ts)[1]
-    counts = crf.transition_counts(numpy, E, lengths, trans, a, b, lz, ts, ones)
+    params = Params(trans, start, end)
+    fb = crf.marginals(numpy, E, lengths, params, ts)
+    log_m = fb.log_marginals
+    counts = crf.transition_counts(numpy, E, lengths, params, fb, ts, ones)
     eps = 1e-5
     for bi, t, j in [(0, 0, 1), (0, 4, 0), (1, 1, 2), (1, 2, K - 1)]:
         dE = numpy.zeros_like(E)
@@ -532,7 +604,7 @@ def test_trains_and_decodes_on_gpu() -> None:
 
     spacy.require_gpu(0)
     try:
-        nlp = train({"k": 2, "alpha": 1.0}, steps=60)
+        nlp = train({"n_passes": 2, "agreement_weight": 1.0}, steps=60)
         assert type(nlp.get_pipe("ntk_ner").model.ops).__name__ == "CupyOps"
         for doc, (_, gold) in zip(nlp.pipe([t for t, _ in TRAIN]), TRAIN):
             assert [(e.start_char, e.end_char, e.label_) for e in doc.ents] == gold
@@ -654,7 +726,9 @@ def test_stitched_paths_are_valid(scheme: str, n: int, seed: int, scale: float) 
         lens = numpy.asarray([length], dtype="int32")
         cuts = (numpy.asarray([cs]), numpy.asarray([ce]))
         paths.append(
-            crf.viterbi(numpy, E[None, a : a + length], lens, trans, start, end, ts, cuts)[0]
+            crf.viterbi(numpy, E[None, a : a + length], lens, Params(trans, start, end), ts, cuts)[
+                0
+            ]
         )
     path = _stitch_doc(paths, chains.start)
     if path is None:

@@ -1,5 +1,5 @@
 """The transformer path: mixed precision's gradient, one encoder pass per update, and
-the encoders that k > 1 cannot use. On the CPU, with a tiny random BERT."""
+the encoders that n_passes > 1 cannot use. On the CPU, with a tiny random BERT."""
 
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
@@ -82,7 +82,7 @@ def step_gradient(nlp: Language, config: Config, examples: List[Example]) -> num
 def test_mixed_precision_keeps_the_gradient_of_trf_cfg(
     encoder: Path, cpu_grad_scaling: None
 ) -> None:
-    """One optimizer step of configs/trf.cfg as shipped (mixed precision, its k and
+    """One optimizer step of configs/trf.cfg as shipped (mixed precision, its n_passes and
     accumulate_gradient): the transformer's gradient with grad scaling equals the one
     without. thinc unscales every accumulated gradient at each backprop call, so this
     holds only when a step backprops once."""
@@ -102,13 +102,13 @@ def test_mixed_precision_keeps_the_gradient_of_trf_cfg(
 
 
 @pytest.mark.parametrize("hf_dropout", [0.0, 0.1])
-def test_k_passes_are_one_encoder_call_with_their_own_dropout(
+def test_passes_are_one_encoder_call_with_their_own_dropout(
     encoder: Path, monkeypatch: pytest.MonkeyPatch, hf_dropout: float
 ) -> None:
-    """k = 2 runs the encoder once over the batch repeated twice: each copy gets its
+    """n_passes = 2 runs the encoder once over the batch repeated twice: each copy gets its
     own dropout mask (the transformer's own hidden and attention dropout), and
     without dropout the copies are equal."""
-    config = trf_config(encoder, k=2, alpha=1.0, alpha_warmup_steps=0)
+    config = trf_config(encoder, n_passes=2, agreement_weight=1.0, agreement_warmup_steps=0)
     tok2vec = config["components"]["ntk_ner"]["model"]["tok2vec"]
     tok2vec["mixed_precision"] = False
     tok2vec["transformer_config"] = {
@@ -162,7 +162,7 @@ def listener_config() -> Dict[str, Any]:
             },
             "ntk_ner": {
                 "factory": "ntk_ner",
-                "k": 2,
+                "n_passes": 2,
                 "model": {
                     "@architectures": "spacy_ntk_ner.TokenClassifier.v1",
                     "tok2vec": {
@@ -176,25 +176,25 @@ def listener_config() -> Dict[str, Any]:
     }
 
 
-LISTENER_ERROR = r"\[ntk_ner\] k = 2 .*spacy\.Tok2VecListener.*Embed the encoder"
+LISTENER_ERROR = r"\[ntk_ner\] n_passes = 2 .*spacy\.Tok2VecListener.*Embed the encoder"
 
 
-def test_k_with_a_listener_is_refused_at_initialize() -> None:
+def test_passes_with_a_listener_are_refused_at_initialize() -> None:
     nlp = load_model_from_config(Config(listener_config()), auto_fill=True, validate=True)
     examples = make_examples(nlp)
     with pytest.raises(ValueError, match=LISTENER_ERROR):
         nlp.initialize(lambda: examples)
 
 
-def test_k_with_a_listener_is_refused_at_update() -> None:
-    """A `k` set after initialize (given at load, or a resumed run) is caught too."""
+def test_passes_with_a_listener_are_refused_at_update() -> None:
+    """An `n_passes` set after initialize (given at load, or a resumed run) is caught too."""
     config = listener_config()
-    config["components"]["ntk_ner"]["k"] = 1
+    config["components"]["ntk_ner"]["n_passes"] = 1
     nlp = load_model_from_config(Config(config), auto_fill=True, validate=True)
     examples = make_examples(nlp)
     nlp.initialize(lambda: examples)
-    nlp.update(examples)  # k = 1 with a listener is fine
-    nlp.get_pipe("ntk_ner").cfg["k"] = 2
+    nlp.update(examples)  # n_passes = 1 with a listener is fine
+    nlp.get_pipe("ntk_ner").cfg["n_passes"] = 2
     with pytest.raises(ValueError, match=LISTENER_ERROR):
         nlp.update(examples)
 
@@ -213,7 +213,7 @@ def test_trf_cfg_trains_with_mixed_precision_on_gpu(encoder: Path) -> None:
 
     spacy.require_gpu(0)
     try:
-        config = trf_config(encoder, alpha_warmup_steps=0)
+        config = trf_config(encoder, agreement_warmup_steps=0)
         config["training"]["optimizer"]["learn_rate"] = 0.001
         nlp = load_model_from_config(config, auto_fill=True, validate=True)
         examples = make_examples(nlp)
@@ -241,7 +241,7 @@ def test_gpu_check_script_runs_on_the_cpu(tmp_path: Path) -> None:
         GPU_ID="-1",
         ENCODER_SIZE="tiny",
         STEPS="7",
-        KS="1 2",
+        N_PASSES="1 2",
         BATCH_SIZES="8",
         INFER_WORDS="300",
         SKIP_INSTALL="1",
@@ -259,9 +259,9 @@ def test_gpu_check_script_runs_on_the_cpu(tmp_path: Path) -> None:
     )
     assert res.returncode == 0, res.stderr[-3000:]
     data = json.loads(result.read_text())
-    for k in (1, 2):
-        train = data[f"train_k{k}"]
-        assert train["k"] == k and train["train_words_per_s"] > 0
+    for n in (1, 2):
+        train = data[f"train_n{n}"]
+        assert train["n_passes"] == n and train["train_words_per_s"] > 0
         assert 0 < train["crf_share"] < 1
     assert data["infer_words_per_s"]["8"] > 0
     assert data["smoke"] == "skipped: GPU_ID=-1"
