@@ -156,8 +156,13 @@ class Runner:
         out: List[str] = []
         if mode == "selfreg":
             warmup = max(1, self.steps // 10)
-            out = ["--components.ntk_ner.k", "2", "--components.ntk_ner.alpha", str(value)]
-            out += ["--components.ntk_ner.alpha_warmup_steps", str(warmup)]
+            out = [
+                "--components.ntk_ner.n_passes",
+                "2",
+                "--components.ntk_ner.agreement_weight",
+                str(value),
+            ]
+            out += ["--components.ntk_ner.agreement_warmup_steps", str(warmup)]
         elif mode == "partial":
             out = ["--components.ntk_ner.o_unknown_weight", str(value)]
         return out

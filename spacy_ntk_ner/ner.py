@@ -8,7 +8,7 @@ of exactly that span. Training can add the self-regularization of Nguyen et al.
 (ASE 2023) for noisy labels: `n_passes` forward passes with their own dropout, and
 an agreement loss (weight `agreement_weight`) that pulls each pass's tag marginals
 towards their mean. (The paper's k and alpha; 0.1 pipelines used those names, which
-are still read, with a DeprecationWarning.)
+are still read, with a FutureWarning.)
 
 This module imports no torch or transformers: spaCy imports it whenever it builds
 a `Language`.
@@ -154,7 +154,7 @@ def make_ntk_ner(
     scorer (Optional[Callable]): Scores the component (`spacy.ner_scorer.v1`).
     k, alpha, alpha_warmup_steps (Optional): The 0.1 names of `n_passes`,
         `agreement_weight` and `agreement_warmup_steps`: used with a
-        DeprecationWarning if given (not null); an error if the new name is set too.
+        FutureWarning if given (not null); an error if the new name is set too.
     RETURNS (NTKEntityRecognizer): The component.
     """
     passes = _renamed_settings(
@@ -935,7 +935,9 @@ def _renamed_settings(settings: Dict[str, Any], old: Dict[str, Any]) -> Dict[str
         warnings.warn(
             f"[ntk_ner] the setting {old_name!r} is deprecated: use {new_name!r} "
             f"({new_name} = {value!r})",
-            DeprecationWarning,
+            # Shown by default (a DeprecationWarning is not, outside __main__): the
+            # reader is whoever loads a 0.1 pipeline, not its developer.
+            FutureWarning,
             stacklevel=3,
         )
         out[new_name] = value

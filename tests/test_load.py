@@ -95,7 +95,7 @@ def test_a_pipeline_with_the_0_1_setting_names_loads_and_predicts(
     saved: Path, tmp_path: Path
 ) -> None:
     """A 0.1 pipeline's config.cfg says `k`, `alpha`, `alpha_warmup_steps` (and has no
-    new names): it loads with a DeprecationWarning per old name and predicts as the
+    new names): it loads with a FutureWarning per old name and predicts as the
     same pipeline saved with the new names."""
     path = tmp_path / "old"
     shutil.copytree(saved, path)
@@ -113,7 +113,7 @@ def test_a_pipeline_with_the_0_1_setting_names_loads_and_predicts(
         ner_config[old_name] = ner_config.pop(new_name)
     config.to_disk(path / "config.cfg", interpolate=False)
     assert "\nk = 2\n" in (path / "config.cfg").read_text()
-    with pytest.warns(DeprecationWarning) as caught:
+    with pytest.warns(FutureWarning) as caught:
         nlp = spacy.load(path)
     assert sorted(str(w.message).split("'")[1] for w in caught) == sorted(old_names.values())
     ner = nlp.get_pipe("ntk_ner")

@@ -115,10 +115,10 @@ def test_old_setting_names_are_read_with_a_deprecation_warning() -> None:
     new = spacy.blank("en").add_pipe("ntk_ner", config=NEW_NAMES)
     for old_name, new_name in ner_module.RENAMED_SETTINGS.items():
         message = f"'{old_name}' is deprecated: use '{new_name}'"
-        with pytest.warns(DeprecationWarning, match=message):
+        with pytest.warns(FutureWarning, match=message):
             one = spacy.blank("en").add_pipe("ntk_ner", config={old_name: OLD_NAMES[old_name]})
         assert one.cfg[new_name] == NEW_NAMES[new_name]
-    with pytest.warns(DeprecationWarning):
+    with pytest.warns(FutureWarning):
         old = spacy.blank("en").add_pipe("ntk_ner", config=OLD_NAMES)
     assert old.cfg == new.cfg
 
