@@ -206,9 +206,13 @@ def run_all(runner: Runner, seeds: int, jobs: int) -> List[Dict[str, Any]]:
 
     RETURNS (List[Dict[str, Any]]): Every run's result.
     """
-    candidates = {"plain": [None], "selfreg": ALPHAS, "partial": WEIGHTS}
+    candidates: Dict[str, List[Optional[float]]] = {
+        "plain": [None],
+        "selfreg": list(ALPHAS),
+        "partial": list(WEIGHTS),
+    }
     first = [(n, m, v, 0) for n in NOISES for m in MODES for v in candidates[m]]
-    # The k = 2 runs take longest: start them first so the two jobs end together.
+    # The two-pass runs take longest: start them first so the two jobs end together.
     first.sort(key=lambda job: job[1] != "selfreg")
     with ThreadPoolExecutor(jobs) as pool:
         results = list(pool.map(lambda job: runner(*job), first))
