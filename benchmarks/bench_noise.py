@@ -33,6 +33,7 @@ import random
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -144,6 +145,19 @@ def make_train_sets(corpus: Path, data: Path, rate: float) -> Dict[str, Any]:
     return stats
 
 
+def _settings(mode: str, value: Optional[float], steps: int) -> List[Tuple[str, Any]]:
+    """The config settings of a mode: self-regularization warms up over 10% of the steps."""
+    if mode == "selfreg":
+        return [
+            ("components.ntk_ner.n_passes", 2),
+            ("components.ntk_ner.agreement_weight", value),
+            ("components.ntk_ner.agreement_warmup_steps", max(1, steps // 10)),
+        ]
+    if mode == "partial":
+        return [("components.ntk_ner.o_unknown_weight", value)]
+    return []
+
+
 class Runner:
     """Trains and scores one run, or reads its result from an earlier run."""
 
@@ -153,19 +167,7 @@ class Runner:
         self.steps = steps
 
     def overrides(self, mode: str, value: Optional[float]) -> List[str]:
-        out: List[str] = []
-        if mode == "selfreg":
-            warmup = max(1, self.steps // 10)
-            out = [
-                "--components.ntk_ner.n_passes",
-                "2",
-                "--components.ntk_ner.agreement_weight",
-                str(value),
-            ]
-            out += ["--components.ntk_ner.agreement_warmup_steps", str(warmup)]
-        elif mode == "partial":
-            out = ["--components.ntk_ner.o_unknown_weight", str(value)]
-        return out
+        return [x for key, v in _settings(mode, value, self.steps) for x in (f"--{key}", str(v))]
 
     def __call__(self, noise: str, mode: str, value: Optional[float], seed: int) -> Dict[str, Any]:
         name = f"{noise}-{mode}-{value}-s{seed}"
@@ -275,6 +277,49 @@ def table(summary: Dict[str, Dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def time_modes(
+    train: Path, chosen: Dict[str, Optional[float]], steps: int, rounds: int
+) -> Dict[str, Any]:
+    """Training words per second of each mode, in this process, the modes taking turns
+    so that a change in the machine's load falls on all of them: `steps` updates of
+    1,000 words from a fresh configs/cpu.cfg pipeline per mode and round (no
+    evaluation, no saving).
+
+    RETURNS (Dict[str, Any]): Per mode, the words/s of each round and the ratio of
+        their mean to plain training's.
+    """
+    import spacy
+    from spacy.training import Corpus
+    from spacy.training.batchers import minibatch_by_words
+    from spacy.util import load_config
+    from thinc.api import fix_random_seed
+
+    found: Dict[str, List[float]] = {mode: [] for mode in MODES}
+    for _ in range(rounds):
+        for mode in MODES:
+            overrides = dict(_settings(mode, chosen[mode], steps))
+            config = load_config(REPO / "configs" / "cpu.cfg", overrides=overrides)
+            fix_random_seed(0)
+            nlp = spacy.util.load_model_from_config(config, auto_fill=True)
+            examples = list(Corpus(train)(nlp))
+            sgd = nlp.initialize(lambda: examples)
+            batches = minibatch_by_words(examples * 4, size=1000, discard_oversize=False)
+            words = 0
+            began = time.perf_counter()
+            for batch in islice(batches, steps):
+                nlp.update(batch, drop=0.1, sgd=sgd)
+                words += sum(len(eg.predicted) for eg in batch)
+            found[mode].append(words / (time.perf_counter() - began))
+    plain = statistics.mean(found["plain"])
+    return {
+        mode: {
+            "words_per_s": [round(x) for x in wps],
+            "ratio_to_plain": round(statistics.mean(wps) / plain, 3),
+        }
+        for mode, wps in found.items()
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dev", type=Path)
@@ -283,6 +328,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--rate", type=float, default=0.3)
+    parser.add_argument(
+        "--timing-steps",
+        type=int,
+        default=0,
+        help="also time each mode's training for this many steps, in turns (0: no)",
+    )
+    parser.add_argument("--timing-rounds", type=int, default=2)
     args = parser.parse_args()
     os.environ.update(ONE_THREAD)
     work = args.workdir.resolve()
@@ -306,8 +358,15 @@ def main() -> None:
         "summary": summary,
         "runs": runs,
     }
+    if args.timing_steps:
+        chosen = {mode: summary["clean"][mode]["value"] for mode in MODES}
+        results["timing"] = time_modes(
+            work / "data" / "clean" / "train", chosen, args.timing_steps, args.timing_rounds
+        )
     (work / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(table(summary))
+    if "timing" in results:
+        print(json.dumps(results["timing"], indent=2))
 
 
 if __name__ == "__main__":
