@@ -13,7 +13,6 @@ ever removed (`overwrite`), and a folder holding anything else is refused. An `f
 on `.annotate.lock` keeps a second run out while one is writing.
 """
 
-import fcntl
 import json
 import os
 import re
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from . import __version__
+from .atomic import FolderLock
 from .bio import PathLike
 from .errors import UserError
 from .inputs import Document, InputOptions, describe_inputs, iter_documents, list_inputs
@@ -275,33 +275,13 @@ def scan_inputs(files: Sequence[Tuple[Path, str]], options: InputOptions) -> Inp
 # ---- the output folder
 
 
-@dataclass
-class _Locked:
-    path: Path
-    fh: Optional[IO[str]] = None
-
-    def __enter__(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.fh = (self.path / LOCK).open("a")
-        try:
-            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.fh.close()
-            raise UserError(
-                f"{self.path}: another annotate run is writing here (it holds {LOCK})"
-            ) from None
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.fh is not None:
-            self.fh.close()  # closing releases the lock
-
-
-def _locked(out: Path) -> _Locked:
+def _locked(out: Path) -> FolderLock:
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: the output must be a folder")
     if out.is_dir():
         _foreign_files(out, _read_manifest(out))  # before the lock file is added to it
-    return _Locked(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return FolderLock(out, "annotate run", LOCK)
 
 
 def _foreign_files(out: Path, old: Optional[Dict[str, Any]]) -> List[str]:

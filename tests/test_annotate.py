@@ -1,8 +1,9 @@
-import fcntl
 import gzip
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -403,15 +404,36 @@ def test_overwrite_removes_only_its_own_files(models: Path, tmp_path: Path) -> N
 
 
 def test_a_concurrent_run_is_refused(models: Path, tmp_path: Path) -> None:
+    """A run holding the lock refuses a second one; killed, it leaves no stale lock."""
     path = make_input(tmp_path, "txt", TEXTS)
     out = tmp_path / "out"
     out.mkdir()
-    with (out / ".annotate.lock").open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        with pytest.raises(ValueError, match="another annotate run is writing here"):
-            annotate(str(models / "ntk"), [path], out)
-        assert not (out / "manifest.json").exists()
-    # The lock file outlives its holder without blocking anyone.
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time\n"
+            "fh = open(sys.argv[1], 'a')\n"
+            "fcntl.flock(fh, fcntl.LOCK_EX)\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(120)\n",
+            str(out / ".annotate.lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    with holder:
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+            with pytest.raises(
+                ValueError,
+                match=r"another annotate run is writing into this folder \(it holds .annotate.lock",
+            ):
+                annotate(str(models / "ntk"), [path], out)
+            assert sorted(os.listdir(out)) == [".annotate.lock"]
+        finally:
+            holder.kill()
+    # The lock file outlives its killed holder without blocking anyone.
     assert annotate(str(models / "ntk"), [path], out)["documents"] == len(TEXTS)
 
 
