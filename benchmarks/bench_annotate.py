@@ -18,7 +18,7 @@ this one run, every process pinned to one BLAS/OpenMP thread:
 Words per second leave out start-up: each figure is the run's `report.json` words
 over the run's wall time less that of a one-document run of the same engine and
 worker count. Peak memory is each process's VmHWM, sampled from /proc while it runs:
-the driver's, and the largest worker's (spaCy's forked workers, Ray's actors).
+the driver's, and the largest worker's (the pool's processes, Ray's actors).
 `--limit N` keeps the first N sentences (a smoke run takes seconds).
 """
 

@@ -1,9 +1,10 @@
 """Annotate corpora with a trained pipeline: `python -m spacy_ntk_ner annotate`.
 
 Documents are read from text, JSONL, DocBin or BIO files (`inputs.py`), annotated
-on this machine (`nlp.pipe`, one or more processes) or on a Ray cluster
-(`ray_engine.py`), and written in shards of `shard_size` documents under the output
-folder: one JSON line per document in Prodigy's span format, or DocBin files.
+on this machine (`local_engine.py`: `nlp.pipe` in this process, or a pool of worker
+processes) or on a Ray cluster (`ray_engine.py`), and written in shards of
+`shard_size` documents under the output folder: one JSON line per document in
+Prodigy's span format, or DocBin files.
 
 A shard is always the same run of input documents, written under a temporary name
 and renamed when complete, so a rerun skips the shards already there and makes the
@@ -13,7 +14,6 @@ ever removed (`overwrite`), and a folder holding anything else is refused. An `f
 on `.annotate.lock` keeps a second run out while one is writing.
 """
 
-import fcntl
 import json
 import os
 import re
@@ -21,15 +21,18 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import IO, Any, Callable, Dict, Generator, Iterator, List, Optional, Sequence, Tuple
 
 from . import __version__
+from .atomic import FolderLock
 from .bio import PathLike
 from .errors import UserError
 from .inputs import Document, InputOptions, describe_inputs, iter_documents, list_inputs
 from .loading import load_pipeline
+from .local_engine import run_pool
 from .ray_engine import check_nodes, run_ray, start_ray
-from .records import SpanSource, doc_record, find_span_source, model_fingerprint
+from .records import SpanSource, find_span_source, model_fingerprint
+from .worker import pipe_records
 
 ENGINES = ("local", "ray")
 OUTPUT_FORMATS = ("jsonl", "docbin")
@@ -42,7 +45,7 @@ _SUFFIX = {"jsonl": ".jsonl", "docbin": ".spacy"}
 _OWN_RE = re.compile(r"^\.?shard-\d{5,}\.(jsonl|spacy)(\.tmp)?$|^\.(manifest|report)\.json\.tmp$")
 
 Progress = Callable[[int, int], None]
-Records = Iterator[Tuple[int, Dict[str, Any]]]
+Records = Generator[Tuple[int, Dict[str, Any]], None, None]
 
 
 @dataclass(frozen=True)
@@ -135,13 +138,15 @@ def annotate(
     inputs (Sequence[PathLike]): Files and folders of `.txt`, `.jsonl`, `.spacy` or
         BIO files (`.gz` too).
     output_dir (PathLike): Where the shards, `manifest.json` and `report.json` go.
-    engine (str): "local" (`nlp.pipe`) or "ray" (Ray Data).
+    engine (str): "local" (this machine) or "ray" (Ray Data).
     input_options (InputOptions): How to read the inputs.
     settings (Settings): Shard size, score threshold, output format.
     component (Optional[str]): The component whose entities are written (None: the
         pipeline's only `ntk_ner`, or its `doc.ents`).
-    n_process (int): Processes of the local engine.
-    batch_size (int): Documents per batch.
+    n_process (int): Processes of the local engine (more than 1: a pool of workers,
+        each loading the pipeline; they start fresh and import the caller's main
+        module again, so a script calls this under `if __name__ == "__main__":`).
+    batch_size (int): Documents per batch (and per chunk sent to a worker process).
     gpu_id (int): GPU to use (-1: the CPU); with Ray, one GPU per actor.
     n_workers (int): Actors of the Ray engine.
     ray_address (Optional[str]): A Ray cluster to join (None starts a local instance).
@@ -182,9 +187,18 @@ def annotate(
         run = _Run(out, manifest, settings, on_progress)
         feed = _Feed(files, input_options, pending, settings.shard_size)
         with_doc = settings.output_format == "docbin"
-        if engine == "local":
-            records = run_local(
-                nlp, feed, source, settings.threshold, with_doc, n_process, batch_size
+        if engine == "local" and n_process == 1:
+            records = pipe_records(nlp, feed, source, settings.threshold, with_doc, batch_size)
+        elif engine == "local":
+            del nlp  # each worker loads its own
+            records = run_pool(
+                feed,
+                model,
+                source,
+                settings.threshold,
+                with_doc,
+                n_process=n_process,
+                batch_size=batch_size,
             )
         else:
             del nlp  # each actor loads its own
@@ -199,7 +213,10 @@ def annotate(
                 ray_address,
                 ray_num_cpus,
             )
-        run.write(records, feed, pending)
+        try:
+            run.write(records, feed, pending)
+        finally:
+            records.close()  # stops the engine's workers now if the writing failed
         report = make_report(manifest, scan, run, time.perf_counter() - start, engine)
         _write_json(out / REPORT, report)
     return report
@@ -230,8 +247,8 @@ def _check_options(
         problems.append("--n-process is for --engine local; on Ray use --n-workers")
     if gpu_id >= 0 and n_process > 1:
         problems.append(
-            "--gpu-id runs one process: processes forked after the GPU is set up fail, and "
-            "each would hold its own copy of the model (use --batch-size to fill the GPU)"
+            "--gpu-id runs one process: each worker process would hold its own copy of the "
+            "model on the GPU (use --batch-size to fill the GPU)"
         )
     if problems:
         raise UserError("; ".join(problems))
@@ -275,33 +292,13 @@ def scan_inputs(files: Sequence[Tuple[Path, str]], options: InputOptions) -> Inp
 # ---- the output folder
 
 
-@dataclass
-class _Locked:
-    path: Path
-    fh: Optional[IO[str]] = None
-
-    def __enter__(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.fh = (self.path / LOCK).open("a")
-        try:
-            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.fh.close()
-            raise UserError(
-                f"{self.path}: another annotate run is writing here (it holds {LOCK})"
-            ) from None
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.fh is not None:
-            self.fh.close()  # closing releases the lock
-
-
-def _locked(out: Path) -> _Locked:
+def _locked(out: Path) -> FolderLock:
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: the output must be a folder")
     if out.is_dir():
         _foreign_files(out, _read_manifest(out))  # before the lock file is added to it
-    return _Locked(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return FolderLock(out, "annotate run", LOCK)
 
 
 def _foreign_files(out: Path, old: Optional[Dict[str, Any]]) -> List[str]:
@@ -422,31 +419,6 @@ class _Feed:
             if pos // self.shard_size in self.pending:
                 self.held[pos] = doc
                 yield pos, doc.text
-
-
-def run_local(
-    nlp: Any,
-    items: Iterable[Tuple[int, str]],
-    source: SpanSource,
-    threshold: Optional[float],
-    with_doc: bool,
-    n_process: int,
-    batch_size: int,
-) -> Records:
-    """Annotate on this machine with `nlp.pipe`.
-
-    nlp (Language): The pipeline.
-    items (Iterable[Tuple[int, str]]): Positions and texts.
-    source (SpanSource): Where the pipeline puts its entities.
-    threshold (Optional[float]): The least score kept.
-    with_doc (bool): Whether to add Doc bytes to each record.
-    n_process (int): Processes.
-    batch_size (int): Documents per batch.
-    YIELDS (Tuple[int, Dict[str, Any]]): Each position and its record, in order.
-    """
-    stream = ((text, pos) for pos, text in items)
-    for doc, pos in nlp.pipe(stream, as_tuples=True, batch_size=batch_size, n_process=n_process):
-        yield pos, doc_record(doc, source, threshold, with_doc)
 
 
 def _ray_records(

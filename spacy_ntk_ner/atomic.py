@@ -121,21 +121,32 @@ class FolderLock:
 
     folder (Path): The folder (it must exist).
     what (str): Names the command, for the message when the folder is taken.
+    lock_file (Optional[str]): A file in the folder to lock instead of the folder itself
+        (made if missing and left there: the lock ends with the process that holds it,
+        not with the file). On NFS, `flock` is a byte-range lock, which needs a file
+        open for writing: a folder's own descriptor cannot hold it there.
     """
 
-    def __init__(self, folder: Path, what: str) -> None:
+    def __init__(self, folder: Path, what: str, lock_file: Optional[str] = None) -> None:
         self.folder = folder
         self.what = what
+        self.lock_file = lock_file
         self._fd: Optional[int] = None
 
     def __enter__(self) -> "FolderLock":
-        fd = os.open(self.folder, os.O_RDONLY)
+        if self.lock_file is None:
+            fd = os.open(self.folder, os.O_RDONLY)
+        else:
+            fd = os.open(
+                self.folder / self.lock_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666
+            )
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
+            held = "" if self.lock_file is None else f" (it holds {self.lock_file})"
             raise UserError(
-                f"{self.folder}: another {self.what} is writing into this folder; "
+                f"{self.folder}: another {self.what} is writing into this folder{held}; "
                 "wait for it to finish"
             ) from None
         self._fd = fd

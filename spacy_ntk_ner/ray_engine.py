@@ -21,8 +21,8 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 import numpy
 
 from .errors import UserError
-from .loading import load_pipeline
-from .records import SpanSource, doc_record, model_fingerprint
+from .records import SpanSource, model_fingerprint
+from .worker import PipelineWorker
 
 # Documents per wave: about 2.5M words of 25-word sentences, minutes of work per actor.
 WAVE_DOCS = 100_000
@@ -38,7 +38,7 @@ def require_ray() -> Any:
     return ray
 
 
-class Annotator:
+class Annotator(PipelineWorker):
     """The callable class of `map_batches`: one pipeline per actor.
 
     model (str): What `spacy.load` takes; the same on every node.
@@ -58,22 +58,13 @@ class Annotator:
         batch_size: int,
         gpu: bool,
     ) -> None:
-        import spacy
-
-        if gpu:
-            spacy.require_gpu(0)
-        self.nlp = load_pipeline(model)
-        self.source = SpanSource(**source)
-        self.threshold = threshold
-        self.with_doc = with_doc
-        self.batch_size = batch_size
+        super().__init__(model, SpanSource(**source), threshold, with_doc, batch_size, gpu)
 
     def __call__(self, batch: Dict[str, numpy.ndarray]) -> Dict[str, numpy.ndarray]:
-        texts = [str(t) for t in batch["text"]]
+        items = zip((int(p) for p in batch["pos"]), (str(t) for t in batch["text"]))
         records = []
         docs = []
-        for doc in self.nlp.pipe(texts, batch_size=self.batch_size):
-            rec = doc_record(doc, self.source, self.threshold, self.with_doc)
+        for _, rec in self.records(items):
             docs.append(rec.pop("doc", b""))
             records.append(json.dumps(rec))
         return {

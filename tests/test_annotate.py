@@ -1,8 +1,11 @@
-import fcntl
 import gzip
 import json
+import multiprocessing
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,8 +21,11 @@ from util import run_cli, write
 
 from spacy_ntk_ner.annotate import Settings, annotate
 from spacy_ntk_ner.bio import BIOError, space_after
+from spacy_ntk_ner.errors import UserError
 from spacy_ntk_ner.inputs import InputOptions
+from spacy_ntk_ner.local_engine import run_pool
 from spacy_ntk_ner.ray_engine import check_nodes
+from spacy_ntk_ner.records import SpanSource
 
 TRAIN = [
     ("I like London and Berlin .", [(7, 13, "LOC"), (18, 24, "LOC")]),
@@ -63,8 +69,11 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def expected(model: Path, texts: List[str], key: Optional[str] = "ntk_ner") -> List[List[Tuple]]:
-    """Spans and scores straight from the pipeline, one text at a time."""
+def expected(
+    model: Path, texts: List[str], key: Optional[str] = "ntk_ner", threshold: float = 0.0
+) -> List[List[Tuple]]:
+    """Spans and scores (those of at least `threshold`) straight from the pipeline, one
+    text at a time."""
     nlp = spacy.load(model)
     out = []
     for text in texts:
@@ -73,6 +82,7 @@ def expected(model: Path, texts: List[str], key: Optional[str] = "ntk_ner") -> L
             pairs: List[Any] = [(e, None) for e in doc.ents]
         else:
             pairs = list(zip(doc.spans[key], doc.spans[key].attrs["scores"]))
+            pairs = [(s, sc) for s, sc in pairs if sc >= threshold]
         out.append(
             [(s.start_char, s.end_char, s.start, s.end - 1, s.label_, sc) for s, sc in pairs]
         )
@@ -403,25 +413,218 @@ def test_overwrite_removes_only_its_own_files(models: Path, tmp_path: Path) -> N
 
 
 def test_a_concurrent_run_is_refused(models: Path, tmp_path: Path) -> None:
+    """A run holding the lock refuses a second one; killed, it leaves no stale lock."""
     path = make_input(tmp_path, "txt", TEXTS)
     out = tmp_path / "out"
     out.mkdir()
-    with (out / ".annotate.lock").open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        with pytest.raises(ValueError, match="another annotate run is writing here"):
-            annotate(str(models / "ntk"), [path], out)
-        assert not (out / "manifest.json").exists()
-    # The lock file outlives its holder without blocking anyone.
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time\n"
+            "fh = open(sys.argv[1], 'a')\n"
+            "fcntl.flock(fh, fcntl.LOCK_EX)\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(120)\n",
+            str(out / ".annotate.lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    with holder:
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+            with pytest.raises(
+                ValueError,
+                match=r"another annotate run is writing into this folder \(it holds .annotate.lock",
+            ):
+                annotate(str(models / "ntk"), [path], out)
+            assert sorted(os.listdir(out)) == [".annotate.lock"]
+        finally:
+            holder.kill()
+    # The lock file outlives its killed holder without blocking anyone.
     assert annotate(str(models / "ntk"), [path], out)["documents"] == len(TEXTS)
 
 
-def test_two_processes_equal_one(models: Path, tmp_path: Path) -> None:
-    path = make_input(tmp_path, "txt", TEXTS * 3)
-    annotate(str(models / "ntk"), [path], tmp_path / "one", batch_size=4)
-    annotate(str(models / "ntk"), [path], tmp_path / "two", n_process=2, batch_size=4)
-    one, two = lines(tmp_path / "one"), lines(tmp_path / "two")
-    assert [g["id"] for g in one] == [g["id"] for g in two]
-    assert close([spans_of(g) for g in one], [spans_of(g) for g in two])
+def docbin_docs(out: Path) -> List[Any]:
+    vocab = spacy.blank("en").vocab
+    return [
+        d for f in sorted(out.glob("shard-*.spacy")) for d in DocBin().from_disk(f).get_docs(vocab)
+    ]
+
+
+def docbin_spans(docs: List[Any]) -> List[List[Tuple]]:
+    return [
+        [
+            (s.start_char, s.end_char, s.start, s.end - 1, s.label_, sc)
+            for s, sc in zip(d.spans["ntk_ner"], d.spans["ntk_ner"].attrs["scores"])
+        ]
+        for d in docs
+    ]
+
+
+@pytest.mark.parametrize("output_format", ["jsonl", pytest.param("docbin", marks=pytest.mark.slow)])
+def test_two_processes_equal_one(models: Path, tmp_path: Path, output_format: str) -> None:
+    path = write(
+        tmp_path,
+        "in.jsonl",
+        "".join(json.dumps({"text": t, "k": i}) + "\n" for i, t in enumerate(TEXTS * 3)),
+    )
+    # Chunks of 3 documents (the batch size) straddle the shards of 5.
+    settings = Settings(shard_size=5, output_format=output_format, threshold=0.2)
+    model = str(models / "ntk")
+    annotate(model, [path], tmp_path / "one", settings=settings, batch_size=3)
+    report = annotate(model, [path], tmp_path / "two", settings=settings, n_process=2, batch_size=3)
+    assert multiprocessing.active_children() == []  # the pool is gone
+    assert report["documents"] == len(TEXTS) * 3
+    if output_format == "jsonl":
+        one, two = lines(tmp_path / "one"), lines(tmp_path / "two")
+        assert [(g["id"], g["text"], g["meta"]) for g in one] == [
+            (g["id"], g["text"], g["meta"]) for g in two
+        ]
+        got, want = [spans_of(g) for g in two], [spans_of(g) for g in one]
+    else:
+        docs_one, docs_two = docbin_docs(tmp_path / "one"), docbin_docs(tmp_path / "two")
+        assert [(d.text, d.user_data) for d in docs_one] == [
+            (d.text, d.user_data) for d in docs_two
+        ]
+        got, want = docbin_spans(docs_two), docbin_spans(docs_one)
+    assert len(want) == len(TEXTS) * 3 and any(want)
+    assert close(got, want)
+    assert close(want, expected(models / "ntk", TEXTS * 3, threshold=0.2))
+
+
+@pytest.mark.slow
+def test_interrupted_two_process_run_resumes(models: Path, tmp_path: Path) -> None:
+    path = make_input(tmp_path, "txt", TEXTS * 2)
+    model = str(models / "ntk")
+    settings = Settings(shard_size=4)
+    annotate(model, [path], tmp_path / "clean", settings=settings)
+    seen = []
+
+    def interrupt(docs: int, words: int) -> None:
+        seen.append(docs)
+        if len(seen) == 10:  # inside the third of four shards
+            raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    # The interrupt is kept alive (as while it travels up to the command's handler), and
+    # with it every frame it passed through: the pool must be ended all the same.
+    with pytest.raises(KeyboardInterrupt) as interrupted:
+        annotate(
+            model, [path], out, settings=settings, n_process=2, batch_size=2, on_progress=interrupt
+        )
+    assert multiprocessing.active_children() == [], interrupted  # the workers were ended
+    assert sorted(p.name for p in out.glob("*shard*")) == ["shard-00000.jsonl", "shard-00001.jsonl"]
+    report = annotate(model, [path], out, settings=settings, n_process=2, batch_size=2)
+    assert report["shards_written_now"] == 2 and report["shards"] == 4
+    for name in [f"shard-{i:05d}.jsonl" for i in range(4)]:
+        assert (out / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()
+    assert not list(out.glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_a_one_line_error(models: Path, tmp_path: Path) -> None:
+    path = make_input(tmp_path, "txt", TEXTS * 8)
+    out = tmp_path / "out"
+
+    def kill_a_worker(docs: int, words: int) -> None:
+        workers = multiprocessing.active_children()
+        if workers:
+            os.kill(workers[0].pid or 0, signal.SIGKILL)
+
+    with pytest.raises(UserError, match=r"^--n-process: a worker process died"):
+        annotate(
+            str(models / "ntk"),
+            [path],
+            out,
+            settings=Settings(shard_size=4),
+            n_process=2,
+            batch_size=2,
+            on_progress=kill_a_worker,
+        )
+    assert multiprocessing.active_children() == []
+    assert not list(out.glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_a_worker_that_cannot_load_the_model_says_so(tmp_path: Path) -> None:
+    source = SpanSource("ntk_ner", "ntk_ner")
+    missing = str(tmp_path / "no-model")
+    items = [(i, "Berlin is big") for i in range(4)]
+    records = run_pool(items, missing, source, None, False, n_process=2, batch_size=1)
+    with pytest.raises(UserError, match=f"^{missing}: \\[E050\\]"):
+        list(records)
+    assert multiprocessing.active_children() == []
+
+
+@pytest.mark.slow
+def test_cli_error_in_a_worker_is_one_line(models: Path, tmp_path: Path) -> None:
+    # A document longer than the pipeline's `max_length` makes `nlp.pipe` raise (E088)
+    # inside the worker that gets it.
+    text = "".join(t + "\n" for t in TEXTS) + "x" * 1_000_001 + "\n"
+    write(tmp_path, "in.txt", text)
+    args = ["annotate", str(models / "ntk"), "in.txt", "out", "--n-process", "2"]
+    res = run_cli([*args, "--batch-size", "2"], tmp_path)
+    assert res.returncode == 1
+    assert res.stderr.startswith(
+        "--n-process: a worker failed: ValueError: [E088] Text of length 1000001 exceeds"
+    ), res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+    assert sorted(os.listdir(tmp_path / "out")) == [".annotate.lock", "manifest.json"]
+
+
+@pytest.mark.slow
+def test_cli_ctrl_c_stops_the_pool(models: Path, tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) ends the
+    workers at once and leaves the complete shards and no temporary file."""
+    make_input(tmp_path, "txt", TEXTS * 50_000)
+    cmd = [sys.executable, "-m", "spacy_ntk_ner", "annotate", str(models / "ntk"), "in.txt"]
+    cmd += ["out", "--n-process", "2", "--shard-size", "2000", "--quiet"]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=dict(os.environ, PYTHONWARNINGS="error"),
+    )
+    with proc:
+        try:
+            deadline = time.monotonic() + 240
+            while not (tmp_path / "out" / "shard-00000.jsonl").exists():
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            os.killpg(proc.pid, signal.SIGINT)
+            _, stderr = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip() == "interrupted; outputs were left as they were"
+    shards = sorted((tmp_path / "out").glob("shard-*.jsonl"))
+    assert 1 <= len(shards) < 200
+    assert all(len(s.read_text().splitlines()) == 2000 for s in shards)
+    assert not list((tmp_path / "out").glob(".*.tmp"))
+    time.sleep(0.5)
+    assert running_in_group(proc.pid) == []  # no worker outlived the command
+
+
+def running_in_group(pgid: int) -> List[int]:
+    """The processes of a process group that still run (not the exited ones that an
+    init which does not reap leaves as zombies)."""
+    pids = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = (Path("/proc") / entry / "stat").read_text()
+        except (OSError, ValueError):
+            continue
+        fields = stat.rsplit(")", 1)[-1].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            pids.append(int(entry))
+    return pids
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,174 @@
+"""Annotate on this machine: in this process, or on a pool of worker processes.
+
+With one process the pipeline runs here (`nlp.pipe`). With more, a pool of
+`n_process` processes (`concurrent.futures.ProcessPoolExecutor`) each loads the
+pipeline once (`worker.PipelineWorker`, in the pool's initializer) and annotates
+chunks of `batch_size` documents, sending back records as Ray's actors do, not Docs.
+The parent keeps at most `IN_FLIGHT_PER_WORKER` chunks per worker in flight, so it
+never holds more of the corpus than that, and takes the results in the order it sent
+the chunks: the input order.
+
+A failure in a worker (its pipeline raising, the model failing to load, the process
+killed) becomes a one-line `UserError`. On Ctrl-C (or any error while the results
+are written) the workers are ended at once, and the writer's own clean-up leaves the
+shards already complete and no temporary file.
+"""
+
+import multiprocessing
+import signal
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from itertools import islice
+from typing import Any, Deque, Dict, Generator, Iterable, Iterator, List, Optional, Tuple
+
+from .errors import UserError
+from .records import SpanSource
+from .worker import PipelineWorker, Record
+
+# Chunks sent ahead per worker: one it works on, one waiting, so it never idles
+# while the parent writes; more would only hold more texts and records in memory.
+IN_FLIGHT_PER_WORKER = 2
+
+# Workers start as fresh interpreters ("spawn"), not as forks of this process. By the
+# time the pool starts, this process has loaded the pipeline (for the manifest and the
+# span source) and with it imported torch (spaCy imports the module of every
+# registered factory, spacy-transformers' among them), and numpy's BLAS and torch run
+# thread pools. A fork copies the locks such threads hold, not the threads, and a child
+# that takes one waits forever (GNU OpenMP's pool after fork; Python 3.12 warns about
+# forking a threaded process, and 3.14 stopped forking by default). "forkserver"
+# would fork workers from a clean server, but only saves the imports if the server
+# imports spaCy and torch first, which brings the threads back. A spawned worker pays
+# for its imports and its pipeline once, a few seconds, in parallel with the others.
+START_METHOD = "spawn"
+
+_worker: Optional[PipelineWorker] = None
+_start_error: Optional[Exception] = None
+
+
+def run_pool(
+    items: Iterable[Tuple[int, str]],
+    model: str,
+    source: SpanSource,
+    threshold: Optional[float],
+    with_doc: bool,
+    *,
+    n_process: int,
+    batch_size: int,
+) -> Generator[Record, None, None]:
+    """Annotate texts on a pool of worker processes, each loading the pipeline once.
+
+    items (Iterable[Tuple[int, str]]): Positions and texts.
+    model (str): What `spacy.load` takes.
+    source (SpanSource): Where the pipeline puts its entities.
+    threshold (Optional[float]): The least score kept.
+    with_doc (bool): Whether to add Doc bytes to each record.
+    n_process (int): Worker processes.
+    batch_size (int): Documents per chunk sent to a worker (and `nlp.pipe`'s batch size).
+    YIELDS (Tuple[int, Dict[str, Any]]): Each position and its record, in input order.
+    """
+    chunks = _chunks(items, batch_size)
+    first = list(islice(chunks, IN_FLIGHT_PER_WORKER * n_process))
+    if not first:
+        return
+    executor = ProcessPoolExecutor(
+        max_workers=min(n_process, len(first)),
+        mp_context=multiprocessing.get_context(START_METHOD),
+        initializer=_start_worker,
+        initargs=(model, source, threshold, with_doc, batch_size),
+    )
+    try:
+        in_flight: Deque[Future] = deque()
+        # The pool starts a worker on each of the first submissions; one started while
+        # Ctrl-C is ignored keeps ignoring it through `exec` (Python leaves an inherited
+        # SIG_IGN alone), so it cannot die with a traceback while it is still starting.
+        with _sigint_ignored():
+            for chunk in first:
+                in_flight.append(executor.submit(_annotate_chunk, chunk))
+        del first
+        while in_flight:
+            done = _result(in_flight.popleft())
+            for chunk in islice(chunks, 1):
+                in_flight.append(executor.submit(_annotate_chunk, chunk))
+            yield from done
+    except BaseException:
+        _stop(executor)
+        raise
+    executor.shutdown(wait=True)
+
+
+def _chunks(items: Iterable[Tuple[int, str]], size: int) -> Iterator[List[Tuple[int, str]]]:
+    items = iter(items)
+    while True:
+        chunk = list(islice(items, size))
+        if not chunk:
+            return
+        yield chunk
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: Ctrl-C goes to the main one anyway
+        yield
+        return
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _result(future: Future) -> List[Record]:
+    try:
+        return future.result()
+    except UserError:
+        raise  # already one line (a model a worker could not load)
+    except BrokenProcessPool:
+        raise UserError("--n-process: a worker process died (killed, or out of memory?)") from None
+    except Exception as err:
+        # The worker's traceback stays chained to the error for the Python API.
+        message = (str(err).strip().splitlines() or [""])[0]
+        raise UserError(f"--n-process: a worker failed: {type(err).__name__}: {message}") from err
+
+
+def _stop(executor: ProcessPoolExecutor) -> None:
+    """End the workers now: they ignore Ctrl-C, and left alone would finish the chunks
+    they have (and the interpreter would wait for them at exit)."""
+    # Before Python 3.14 (`terminate_workers`) the executor has no public way to end
+    # its workers; `_processes` is its map of them (None once it is shut down).
+    processes = list((getattr(executor, "_processes", None) or {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join()
+
+
+def _start_worker(
+    model: str,
+    source: SpanSource,
+    threshold: Optional[float],
+    with_doc: bool,
+    batch_size: int,
+) -> None:
+    """The pool's initializer: load the pipeline once in this worker process."""
+    global _worker, _start_error
+    # Ctrl-C reaches the whole process group; the parent alone decides what happens.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _worker = PipelineWorker(model, source, threshold, with_doc, batch_size)
+    except Exception as err:
+        # An initializer's error would only break the pool ("terminated abruptly")
+        # and print a traceback: keep it, and give it to the parent with each chunk.
+        _start_error = err
+
+
+def _annotate_chunk(chunk: List[Tuple[int, str]]) -> List[Tuple[int, Dict[str, Any]]]:
+    if _start_error is not None:
+        raise _start_error
+    if _worker is None:
+        raise RuntimeError("the worker process was not initialized")
+    return _worker.records(chunk)
