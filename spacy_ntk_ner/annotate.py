@@ -162,7 +162,7 @@ def annotate(
     fingerprint = model_fingerprint(model)
     nlp = _load(model, gpu_id if engine == "local" else -1)
     source = find_span_source(nlp, component)
-    scan = scan_inputs(files, input_options)
+    scan = scan_inputs(files, input_options, nlp.max_length)
     out = Path(output_dir)
     manifest = {
         "tool": TOOL,
@@ -268,18 +268,28 @@ def _load(model: str, gpu_id: int) -> Any:
     return load_pipeline(model)
 
 
-def scan_inputs(files: Sequence[Tuple[Path, str]], options: InputOptions) -> InputScan:
+def scan_inputs(
+    files: Sequence[Tuple[Path, str]], options: InputOptions, max_length: Optional[int] = None
+) -> InputScan:
     """Read every input once before anything is written: count the documents, find
     the bad lines (the first one raises unless `on_error="skip"`) and the repeated ids.
 
     files (Sequence[Tuple[Path, str]]): What `list_inputs` returned.
     options (InputOptions): How to read them.
+    max_length (Optional[int]): The pipeline's `nlp.max_length`: a longer document is
+        refused here, naming it, rather than failing in `nlp.pipe` (spaCy's E088).
     RETURNS (InputScan): What was found.
     """
     scan = InputScan()
     seen: set = set()
     for doc in iter_documents(files, options, scan.skipped.append):
         scan.docs += 1
+        if max_length is not None and len(doc.text) > max_length:
+            where = f"document {doc.id!r}" if doc.given_id else str(doc.id)
+            raise UserError(
+                f"{where}: {len(doc.text):,} characters, more than the pipeline's "
+                f"nlp.max_length ({max_length:,}): split the document"
+            )
         if doc.given_id:
             key = doc.id if isinstance(doc.id, (str, int)) else json.dumps(doc.id, sort_keys=True)
             if key in seen:

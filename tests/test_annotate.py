@@ -559,19 +559,37 @@ def test_a_worker_that_cannot_load_the_model_says_so(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_cli_error_in_a_worker_is_one_line(models: Path, tmp_path: Path) -> None:
+def test_an_error_in_a_worker_is_one_line(models: Path) -> None:
     # A document longer than the pipeline's `max_length` makes `nlp.pipe` raise (E088)
-    # inside the worker that gets it.
+    # inside the worker that gets it (`annotate` refuses such documents before it
+    # starts; `run_pool` alone does not).
+    source = SpanSource("ntk_ner", "ntk_ner")
+    items = [(i, t) for i, t in enumerate(TEXTS)] + [(len(TEXTS), "x" * 1_000_001)]
+    records = run_pool(items, str(models / "ntk"), source, None, False, n_process=2, batch_size=2)
+    with pytest.raises(UserError) as err:
+        list(records)
+    message = str(err.value)
+    assert message.startswith(
+        "--n-process: a worker failed: ValueError: [E088] Text of length 1000001 exceeds"
+    )
+    assert "\n" not in message
+    assert multiprocessing.active_children() == []
+
+
+@pytest.mark.parametrize("n_process", [1, 2])
+def test_cli_document_over_max_length_is_refused_before_writing(
+    models: Path, tmp_path: Path, n_process: int
+) -> None:
     text = "".join(t + "\n" for t in TEXTS) + "x" * 1_000_001 + "\n"
     write(tmp_path, "in.txt", text)
-    args = ["annotate", str(models / "ntk"), "in.txt", "out", "--n-process", "2"]
-    res = run_cli([*args, "--batch-size", "2"], tmp_path)
+    args = ["annotate", str(models / "ntk"), "in.txt", "out", "--n-process", str(n_process)]
+    res = run_cli(args, tmp_path)
     assert res.returncode == 1
-    assert res.stderr.startswith(
-        "--n-process: a worker failed: ValueError: [E088] Text of length 1000001 exceeds"
+    assert res.stderr == (
+        f"in.txt:{len(TEXTS) + 1}: 1,000,001 characters, more than the pipeline's "
+        "nlp.max_length (1,000,000): split the document\n"
     ), res.stderr
-    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
-    assert sorted(os.listdir(tmp_path / "out")) == [".annotate.lock", "manifest.json"]
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow
