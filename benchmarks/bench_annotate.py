@@ -12,13 +12,14 @@ this one run, every process pinned to one BLAS/OpenMP thread:
   - 2 processes (`--n-process 2`), Ray with 1 actor and with 2 actors
     (`--engine ray --n-workers N`) on the repeated text,
   - Ray's start-up apart: `ray.init(num_cpus=2)` alone, and an `annotate --engine ray`
-    of one document (start-up, two actors loading the model, one batch),
+    of two documents, one per batch (start-up, the actors loading the model),
   - documents of 100, 1,000 and 10,000 tokens (sentences joined, `--growth-words`
     words of each) with 1 process.
 Words per second leave out start-up: each figure is the run's `report.json` words
-over the run's wall time less that of a one-document run of the same engine and
-worker count. Peak memory is each process's VmHWM, sampled from /proc while it runs:
-the driver's, and the largest worker's (the pool's processes, Ray's actors).
+over the run's wall time less that of a two-document run (one document a batch, so
+that every worker starts) of the same engine and worker count. Peak memory is each
+process's VmHWM, sampled from /proc while it runs: the driver's, and the largest
+worker's (the pool's processes, Ray's actors).
 `--limit N` keeps the first N sentences (a smoke run takes seconds).
 """
 
@@ -127,7 +128,8 @@ def prepare(dev: Path, work: Path, repeat: int, limit: int, growth_words: int) -
     body = "".join(t + "\n" for t in texts)
     (work / "x1.txt").write_text(body, "utf8")
     (work / f"x{repeat}.txt").write_text(body * repeat, "utf8")
-    (work / "one.txt").write_text(texts[0] + "\n", "utf8")
+    # Two documents, run one per batch: every worker of a two-worker run starts.
+    (work / "startup.txt").write_text(texts[0] + "\n" + texts[1] + "\n", "utf8")
     words = [t.split() for t in texts]
     for length in (100, 1000, 10000):
         docs, cur = [], []
@@ -214,7 +216,9 @@ def main() -> None:
     results: Dict[str, Any] = {"model": model, "repeat": args.repeat, "runs": {}}
     results["ray_init_s"] = ray_init_seconds()
     for name, (_, extra) in runs.items():
-        startup = annotate(model, work / "one.txt", work / "out-one", *extra)
+        startup = annotate(
+            model, work / "startup.txt", work / "out-one", *extra, "--batch-size", "1"
+        )
         res = annotate(model, big, work / "out", *extra)
         res["startup_s"] = startup["wall_s"]
         res["words_per_s"] = res["words"] / max(res["wall_s"] - startup["wall_s"], 1e-9)
