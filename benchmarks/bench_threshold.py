@@ -30,11 +30,15 @@ def one(model: Path, kind: str, target: float, args: argparse.Namespace) -> Dict
     name = f"{_label(model)}-{kind}-{target}"
     out = args.workdir / name
     log = args.workdir / "log.txt"
-    sh(
-        [PY, "-m", "spacy_ntk_ner", "calibrate", str(model), str(args.select)]
-        + [f"--target-{kind}", str(target), "--output", str(out)],
-        log,
-    )
+    try:
+        sh(
+            [PY, "-m", "spacy_ntk_ner", "calibrate", str(model), str(args.select)]
+            + [f"--target-{kind}", str(target), "--output", str(out)],
+            log,
+        )
+    except SystemExit as err:
+        # A target the select split cannot reach: the command says so (recorded).
+        return {"model": str(model), "kind": kind, "target": target, "unreachable": str(err)}
     meta = json.loads((out / "meta.json").read_text())["ntk_ner"]["ntk_ner"]
     metrics = args.workdir / f"{name}.json"
     sh(
@@ -75,6 +79,9 @@ def main() -> None:
     print("| model | target | threshold | on select | P report | R report | ECE report | met |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for r in rows:
+        if "unreachable" in r:
+            print(f"| {_label(Path(r['model']))} | {r['kind']} ≥ {r['target']} | not reachable |")
+            continue
         print(
             f"| {_label(Path(r['model']))} | {r['kind']} ≥ {r['target']} | "
             f"{r['threshold']:.3f} | {r['select_expected']:.3f} | {r['report_precision']:.3f} | "
