@@ -29,9 +29,13 @@ def sh(cmd: List[str], log: Path) -> str:
     return res.stdout
 
 
-def split_corpus(dev: Path, corpus: Path, log: Path) -> Dict[str, Any]:
-    """Split WikiSER's dev file 90/10 (seed 0) into `corpus/train` and `corpus/dev`.
+def split_corpus(
+    dev: Path, corpus: Path, log: Path, spec: str = "train=0.9,dev=0.1"
+) -> Dict[str, Any]:
+    """Split WikiSER's dev file by document with the converter (seed 0): by default
+    90/10 into `corpus/train` and `corpus/dev`.
 
+    spec (str): The converter's `--split`.
     RETURNS (Dict[str, Any]): The converter's report.
     """
     sh(
@@ -43,7 +47,7 @@ def split_corpus(dev: Path, corpus: Path, log: Path) -> Dict[str, Any]:
             str(dev),
             str(corpus),
             "--split",
-            "train=0.9,dev=0.1",
+            spec,
             "--seed",
             "0",
             "--quiet",

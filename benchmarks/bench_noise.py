@@ -37,7 +37,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from _common import PY, REPO, score, sh
+from _common import PY, REPO, score, sh, split_corpus
 
 CORRUPTION_SEED = 1234
 ALPHAS = [1.0, 10.0]
@@ -48,24 +48,9 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
 
 
 def split(dev: Path, corpus: Path, log: Path) -> Dict[str, Any]:
-    """Split WikiSER's dev file into train / select / report (converter, seed 0)."""
+    """Split WikiSER's dev file into train / select / report (converter, seed 0), once."""
     if not (corpus / "stats.json").exists():
-        sh(
-            [
-                PY,
-                "-m",
-                "spacy_ntk_ner",
-                "convert",
-                str(dev),
-                str(corpus),
-                "--split",
-                "train=0.8,select=0.1,report=0.1",
-                "--seed",
-                "0",
-                "--quiet",
-            ],
-            log,
-        )
+        return split_corpus(dev, corpus, log, "train=0.8,select=0.1,report=0.1")
     return json.loads((corpus / "stats.json").read_text())
 
 

@@ -543,9 +543,15 @@ class _ShardFile:
 
     def close(self) -> None:
         if self.fh is not None:
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
             self.fh.close()
         else:
             self.docbin.to_disk(self.tmp)
+            with self.tmp.open("rb") as fh:
+                os.fsync(fh.fileno())
+        # Synced before the rename, as atomic.atomic_file does: after a crash of the
+        # machine a shard under its final name is complete.
         os.replace(self.tmp, self.path)
 
     def discard(self) -> None:

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pytest
 import spacy
@@ -321,17 +321,24 @@ def test_cli_bad_line_is_one_line_and_exit_1(models: Path, tmp_path: Path) -> No
     assert "Skipped 1 bad line(s):\n  in.jsonl:2: not JSON" in res.stdout
 
 
+def interrupt_at_batch(n: int) -> Callable[[int, int], None]:
+    """A progress callback that raises KeyboardInterrupt at its n-th call."""
+    seen: List[int] = []
+
+    def interrupt(docs: int, words: int) -> None:
+        seen.append(docs)
+        if len(seen) == n:
+            raise KeyboardInterrupt
+
+    return interrupt
+
+
 def test_interrupted_run_resumes_only_missing_shards(models: Path, tmp_path: Path) -> None:
     path = make_input(tmp_path, "txt", TEXTS * 2)
     model = str(models / "ntk")
     settings = Settings(shard_size=4)
     annotate(model, [path], tmp_path / "clean", settings=settings)
-    seen = []
-
-    def interrupt(docs: int, words: int) -> None:
-        seen.append(docs)
-        if len(seen) == 10:  # inside the third of four shards
-            raise KeyboardInterrupt
+    interrupt = interrupt_at_batch(10)  # inside the third of four shards
 
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
@@ -500,12 +507,7 @@ def test_interrupted_two_process_run_resumes(models: Path, tmp_path: Path) -> No
     model = str(models / "ntk")
     settings = Settings(shard_size=4)
     annotate(model, [path], tmp_path / "clean", settings=settings)
-    seen = []
-
-    def interrupt(docs: int, words: int) -> None:
-        seen.append(docs)
-        if len(seen) == 10:  # inside the third of four shards
-            raise KeyboardInterrupt
+    interrupt = interrupt_at_batch(10)  # inside the third of four shards
 
     out = tmp_path / "out"
     # The interrupt is kept alive (as while it travels up to the command's handler), and
