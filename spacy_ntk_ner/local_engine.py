@@ -140,11 +140,18 @@ def _stop(executor: ProcessPoolExecutor) -> None:
     # Before Python 3.14 (`terminate_workers`) the executor has no public way to end
     # its workers; `_processes` is its map of them (None once it is shut down).
     processes = list((getattr(executor, "_processes", None) or {}).values())
+    manager = getattr(executor, "_executor_manager_thread", None)
     executor.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         process.terminate()
     for process in processes:
         process.join()
+    # The executor's own thread joins the workers too, and of two threads reaping one
+    # child the loser can return before the winner has recorded the exit: wait for
+    # that thread, so that no ended worker still reads as alive
+    # (`multiprocessing.active_children()`).
+    if manager is not None:
+        manager.join(timeout=10)
 
 
 def _start_worker(
