@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from itertools import islice
 from typing import Any, Deque, Dict, Generator, Iterable, Iterator, List, Optional, Tuple
 
+from spacy.util import minibatch
+
 from .errors import UserError
 from .records import SpanSource
 from .worker import PipelineWorker, Record
@@ -68,7 +70,7 @@ def run_pool(
     batch_size (int): Documents per chunk sent to a worker (and `nlp.pipe`'s batch size).
     YIELDS (Tuple[int, Dict[str, Any]]): Each position and its record, in input order.
     """
-    chunks = _chunks(items, batch_size)
+    chunks = minibatch(items, size=batch_size)
     first = list(islice(chunks, IN_FLIGHT_PER_WORKER * n_process))
     if not first:
         return
@@ -96,15 +98,6 @@ def run_pool(
         _stop(executor)
         raise
     executor.shutdown(wait=True)
-
-
-def _chunks(items: Iterable[Tuple[int, str]], size: int) -> Iterator[List[Tuple[int, str]]]:
-    items = iter(items)
-    while True:
-        chunk = list(islice(items, size))
-        if not chunk:
-            return
-        yield chunk
 
 
 @contextmanager
