@@ -19,6 +19,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 # Install the package itself as users get it (not editable): entry points live in
 # the installed metadata, and the tests import it from site-packages.
 install: venv
+	rm -rf build  # setuptools' staging folder keeps modules that were moved or removed
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation --force-reinstall .
 
 run: install

@@ -119,7 +119,7 @@ def run(cmd: List[str], env: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
 
 def prepare(dev: Path, work: Path, repeat: int, limit: int, growth_words: int) -> None:
     """Write the detokenized texts (run in a child, so this parent's memory stays small)."""
-    from spacy_ntk_ner.inputs import InputOptions, iter_documents, list_inputs
+    from spacy_ntk_ner.annotate.inputs import InputOptions, iter_documents, list_inputs
 
     files = list_inputs([dev], InputOptions(input_format="bio"))
     texts = [d.text for d in iter_documents(files, InputOptions(input_format="bio"))]

@@ -232,7 +232,7 @@ def count(n_passes: int, n_docs: int, scheme: str) -> Dict[str, Dict[str, int]]:
 
     RETURNS (Dict[str, Dict[str, int]]): For "update" and "predict".
     """
-    from spacy_ntk_ner.ner import NTKEntityRecognizer
+    from spacy_ntk_ner.ner.component import NTKEntityRecognizer
 
     nlp = spacy.blank("en")
     egs = examples(nlp, n_docs, seed=0)

@@ -103,7 +103,7 @@ def child(model: str, text_file: str) -> None:
     for scores in emissions:
         pipe._decode(scores)
     decode = time.perf_counter() - start
-    import spacy_ntk_ner.ner as ner
+    import spacy_ntk_ner.ner.component as ner
 
     out = {"words": n_words, "wall_s": wall, "decode_s": decode, "module": ner.__file__}
     print(json.dumps(out))
@@ -179,7 +179,7 @@ def approx(work: Path) -> Dict[str, Any]:
 
 
 def _exact(pipe: Any, emissions: List[Any]) -> List[Any]:
-    import spacy_ntk_ner.ner as ner
+    import spacy_ntk_ner.ner.component as ner
 
     saved = ner.WINDOW
     ner.WINDOW = 10**9

@@ -31,8 +31,8 @@ from _common import score, speed_in_turns, split_corpus, train
 def heldout_ece(model: Path, data: Path) -> Dict[str, Any]:
     import spacy
 
-    from spacy_ntk_ner.calibration import cross_fitted_ece
-    from spacy_ntk_ner.docbin import load_examples
+    from spacy_ntk_ner.confidence.calibrate import cross_fitted_ece
+    from spacy_ntk_ner.corpus.docbin import load_examples
 
     nlp = spacy.load(model)
     found = cross_fitted_ece(nlp, load_examples(nlp, data))["ntk_ner"]

@@ -16,7 +16,7 @@ from typing import List
 
 import spacy
 
-from spacy_ntk_ner.convert import ReadOptions, read_bio
+from spacy_ntk_ner.corpus.convert import ReadOptions, read_bio
 
 
 def main() -> None:

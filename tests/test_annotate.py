@@ -19,13 +19,13 @@ from spacy.training import Example
 from thinc.api import fix_random_seed
 from util import run_cli, write
 
-from spacy_ntk_ner.annotate import Settings, annotate
-from spacy_ntk_ner.bio import BIOError, space_after
+from spacy_ntk_ner.annotate.engines.local import run_pool
+from spacy_ntk_ner.annotate.engines.ray import check_nodes
+from spacy_ntk_ner.annotate.inputs import InputOptions
+from spacy_ntk_ner.annotate.job import Settings, annotate
+from spacy_ntk_ner.annotate.records import SpanSource
+from spacy_ntk_ner.corpus.bio import BIOError, space_after
 from spacy_ntk_ner.errors import UserError
-from spacy_ntk_ner.inputs import InputOptions
-from spacy_ntk_ner.local_engine import run_pool
-from spacy_ntk_ner.ray_engine import check_nodes
-from spacy_ntk_ner.records import SpanSource
 
 TRAIN = [
     ("I like London and Berlin .", [(7, 13, "LOC"), (18, 24, "LOC")]),

@@ -1,5 +1,10 @@
 """The package's import structure is the one ARCHITECTURE.md draws: every module
-imports only what its row allows, only at the top of the file, and without cycles."""
+imports only what its row allows, only at the top of the file, and without cycles.
+
+Modules are named by their dotted path inside the package (`corpus.reader`); a
+subpackage's `__init__.py` by the subpackage's name (`annotate`), the package's own by
+`__init__`.
+"""
 
 import ast
 import re
@@ -14,6 +19,13 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGE = Path(spacy_ntk_ner.__file__).resolve().parent
 
 
+def module_name(path: Path, root: Path = PACKAGE) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__" and len(parts) > 1:
+        parts.pop()
+    return ".".join(parts)
+
+
 def allowed_imports() -> Dict[str, Set[str]]:
     text = (REPO / "ARCHITECTURE.md").read_text(encoding="utf8")
     match = re.search(r"```imports\n(.*?)```", text, re.S)
@@ -25,40 +37,55 @@ def allowed_imports() -> Dict[str, Set[str]]:
     return table
 
 
-def package_imports(path: Path) -> Dict[str, List[int]]:
+def _resolve(parts: List[str], names: List[str], root: Path) -> List[str]:
+    """The modules that `from <parts> import <names>` imports: each name that is a
+    submodule, else the module (or subpackage) `parts` itself."""
+    base = root.joinpath(*parts)
+    found = []
+    for name in names:
+        if (base / f"{name}.py").exists() or (base / name / "__init__.py").exists():
+            found.append(".".join([*parts, name]))
+        else:
+            found.append(".".join(parts) or "__init__")
+    return found
+
+
+def _imported(node: ast.AST, here: List[str], root: Path) -> List[str]:
+    """The package modules one import statement names (none for other packages)."""
+    if isinstance(node, ast.Import):
+        prefix = "spacy_ntk_ner."
+        return [a.name[len(prefix) :] for a in node.names if a.name.startswith(prefix)]
+    if not isinstance(node, ast.ImportFrom):
+        return []
+    rest = node.module.split(".") if node.module else []
+    if node.level:
+        base = here[: len(here) - (node.level - 1)]
+    elif rest[:1] == ["spacy_ntk_ner"]:
+        base, rest = [], rest[1:]
+    else:
+        return []
+    return _resolve(base + rest, [a.name for a in node.names], root)
+
+
+def package_imports(path: Path, root: Path = PACKAGE) -> Dict[str, List[int]]:
     """The package modules a file imports (at module level, under TYPE_CHECKING or in a
     function: every import counts), each with its lines, and under "<function>" the
     lines of those inside a function."""
     tree = ast.parse(path.read_text(encoding="utf8"))
+    here = list(path.relative_to(root).parent.parts)
     found: Dict[str, List[int]] = {}
     for node in ast.walk(tree):
-        names: List[str] = []
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            names = [node.module] if node.module else _submodules(node)
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("spacy_ntk_ner"):
-            rest = (node.module or "").split(".")[1:]
-            names = [rest[0]] if rest else _submodules(node)
-        elif isinstance(node, ast.Import):
-            prefix = "spacy_ntk_ner."
-            names = [a.name[len(prefix) :] for a in node.names if a.name.startswith(prefix)]
-        for name in names:
-            found.setdefault(name.split(".")[0], []).append(node.lineno)
+        for name in _imported(node, here, root):
+            found.setdefault(name, []).append(node.lineno)
     for fn in ast.walk(tree):
         if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
             for node in ast.walk(fn):
-                if isinstance(node, ast.ImportFrom) and (
-                    node.level == 1 or (node.module or "").startswith("spacy_ntk_ner")
-                ):
+                if _imported(node, here, root):
                     found.setdefault("<function>", []).append(node.lineno)
     return found
 
 
-def _submodules(node: ast.ImportFrom) -> List[str]:
-    """`from . import a, b`: the modules a and b, or `__init__` for a name defined there."""
-    return [a.name if (PACKAGE / f"{a.name}.py").exists() else "__init__" for a in node.names]
-
-
-MODULES = sorted(p.stem for p in PACKAGE.glob("*.py"))
+MODULES = sorted(module_name(p) for p in PACKAGE.rglob("*.py"))
 
 
 def test_every_module_has_a_row() -> None:
@@ -67,11 +94,18 @@ def test_every_module_has_a_row() -> None:
 
 @pytest.mark.parametrize("module", MODULES)
 def test_module_imports_only_what_its_row_allows(module: str) -> None:
-    found = package_imports(PACKAGE / f"{module}.py")
+    path = next(p for p in PACKAGE.rglob("*.py") if module_name(p) == module)
+    found = package_imports(path)
     inside = found.pop("<function>", [])
-    assert not inside, f"{module}.py imports the package inside a function at lines {inside}"
+    assert not inside, f"{module} imports the package inside a function at lines {inside}"
     extra = set(found) - allowed_imports()[module]
-    assert not extra, f"{module}.py imports {sorted(extra)}, which ARCHITECTURE.md does not allow"
+    assert not extra, f"{module} imports {sorted(extra)}, which ARCHITECTURE.md does not allow"
+
+
+def test_every_allowed_import_is_a_module() -> None:
+    table = allowed_imports()
+    unknown = {dep for deps in table.values() for dep in deps} - set(table)
+    assert not unknown, f"ARCHITECTURE.md allows imports of modules that do not exist: {unknown}"
 
 
 def test_the_allowed_imports_have_no_cycle() -> None:
@@ -92,18 +126,35 @@ def test_the_allowed_imports_have_no_cycle() -> None:
 
 
 def test_the_checks_find_what_they_look_for(tmp_path: Path) -> None:
-    """The scanner sees relative, absolute, TYPE_CHECKING and function-level imports."""
-    src = tmp_path / "mod.py"
+    """The scanner sees relative (at any depth), absolute, TYPE_CHECKING and
+    function-level imports, and tells a submodule from a name of a package."""
+    for folder in ("corpus", "ner/_crf"):
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+    for name in ("corpus/__init__", "corpus/reader", "ner/__init__", "ner/_crf/__init__"):
+        (tmp_path / f"{name}.py").write_text("")
+    (tmp_path / "ner/_crf/lattice.py").write_text("")
+    (tmp_path / "errors.py").write_text("")
+    src = tmp_path / "ner" / "component.py"
     src.write_text(
         "from typing import TYPE_CHECKING\n"
-        "from .bio import x\n"
-        "from . import models, __version__\n"
-        "import spacy_ntk_ner.crf\n"
+        "from ..corpus.reader import x\n"
+        "from . import _crf, __version__\n"
+        "from ._crf import lattice\n"
+        "import spacy_ntk_ner.errors\n"
         "if TYPE_CHECKING:\n"
-        "    from spacy_ntk_ner.ner import NTKEntityRecognizer\n"
+        "    from spacy_ntk_ner.corpus import Thing\n"
         "def f():\n"
-        "    from .report import evaluate\n"
+        "    from ..corpus.reader import y\n"
     )
-    found = package_imports(src)
-    assert sorted(found) == ["<function>", "__init__", "bio", "crf", "models", "ner", "report"]
-    assert found["<function>"] == [8]
+    found = package_imports(src, root=tmp_path)
+    assert sorted(found) == [
+        "<function>",
+        "corpus",
+        "corpus.reader",
+        "errors",
+        "ner",
+        "ner._crf",
+        "ner._crf.lattice",
+    ]
+    assert found["<function>"] == [9]
+    assert found["corpus.reader"] == [2, 9]

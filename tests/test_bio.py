@@ -4,7 +4,7 @@ from typing import List, Tuple
 import pytest
 from util import write
 
-from spacy_ntk_ner.bio import BIOError, Repair, detect_dialect, read_sentences, space_after
+from spacy_ntk_ner.corpus.bio import BIOError, Repair, detect_dialect, read_sentences, space_after
 
 WIKISER = """<s>
 QEMU\tB-Application

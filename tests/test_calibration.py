@@ -8,15 +8,15 @@ from spacy.training import Example
 from spacy.util import registry
 from thinc.api import fix_random_seed
 
-from spacy_ntk_ner.calibration import calibrate, cross_fitted_ece
-from spacy_ntk_ner.confidence import (
+from spacy_ntk_ner.confidence.calibrate import calibrate, cross_fitted_ece
+from spacy_ntk_ner.confidence.metrics import (
     IDENTITY,
     apply_platt,
     expected_calibration_error,
     fit_platt,
     logit,
 )
-from spacy_ntk_ner.ner import _length_buckets
+from spacy_ntk_ner.ner.component import _length_buckets
 
 
 def synthetic(n: int, a: float, b: float, seed: int = 0):  # type: ignore[no-untyped-def]

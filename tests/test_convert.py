@@ -9,9 +9,9 @@ from spacy.training import Corpus
 from spacy.vocab import Vocab
 from util import run_cli, write
 
-from spacy_ntk_ner.bio import DocRecord
-from spacy_ntk_ner.convert import ReadOptions, assign_split, convert, read_bio, record_to_doc
-from spacy_ntk_ner.docbin import DocBinWriter
+from spacy_ntk_ner.corpus.bio import DocRecord
+from spacy_ntk_ner.corpus.convert import ReadOptions, assign_split, convert, read_bio, record_to_doc
+from spacy_ntk_ner.corpus.docbin import DocBinWriter
 
 
 def sentence(i: int, n: int = 3) -> str:

@@ -6,8 +6,8 @@ from typing import Any, Dict, List, Tuple
 import numpy
 import pytest
 
-from spacy_ntk_ner import crf
-from spacy_ntk_ner.crf import Params, TagScheme
+from spacy_ntk_ner.ner._crf import lattice as crf
+from spacy_ntk_ner.ner._crf.lattice import Params, TagScheme
 
 LENGTHS = [4, 1, 3]
 

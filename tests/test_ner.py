@@ -16,10 +16,10 @@ from spacy.training import Example
 from spacy.util import load_model_from_config, registry
 from thinc.api import SGD, fix_random_seed
 
-from spacy_ntk_ner import crf
-from spacy_ntk_ner import ner as ner_module
-from spacy_ntk_ner.crf import Params, TagScheme
-from spacy_ntk_ner.ner import (
+from spacy_ntk_ner.ner import component as ner_module
+from spacy_ntk_ner.ner._crf import lattice as crf
+from spacy_ntk_ner.ner._crf.lattice import Params, TagScheme
+from spacy_ntk_ner.ner.component import (
     NTKEntityRecognizer,
     _plan_chains,
     _space_masks,

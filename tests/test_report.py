@@ -7,8 +7,8 @@ from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 from util import run_cli
 
-from spacy_ntk_ner.confidence import expected_calibration_error
-from spacy_ntk_ner.report import format_table
+from spacy_ntk_ner.confidence.metrics import expected_calibration_error
+from spacy_ntk_ner.evaluate.evaluate import format_table
 
 
 def test_ece_of_perfect_and_overconfident_scores() -> None:

@@ -13,7 +13,7 @@ from spacy.tokens import DocBin
 from test_thresholds import trained
 from util import run_cli
 
-from spacy_ntk_ner.calibration import calibrate
+from spacy_ntk_ner.confidence.calibrate import calibrate
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -9,10 +9,10 @@ from hypothesis import strategies as st
 from spacy.tokens import Doc, DocBin
 from spacy.vocab import Vocab
 
-from spacy_ntk_ner.bio import write_sentences
 from spacy_ntk_ner.cli import main
-from spacy_ntk_ner.convert import ReadOptions, convert
-from spacy_ntk_ner.docbin import iter_docbin_sentences
+from spacy_ntk_ner.corpus.bio import write_sentences
+from spacy_ntk_ner.corpus.convert import ReadOptions, convert
+from spacy_ntk_ner.corpus.docbin import iter_docbin_sentences
 
 TOKEN = st.text(
     alphabet=st.characters(

@@ -17,8 +17,8 @@ from spacy.training import Example
 from thinc.api import fix_random_seed
 from util import run_cli
 
-from spacy_ntk_ner.calibration import calibrate
-from spacy_ntk_ner.confidence import (
+from spacy_ntk_ner.confidence.calibrate import calibrate
+from spacy_ntk_ner.confidence.metrics import (
     apply_calibration,
     apply_platt,
     brier_score,

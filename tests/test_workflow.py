@@ -13,7 +13,7 @@ import spacy
 from thinc.api import Config
 from util import load_script
 
-from spacy_ntk_ner.convert import ReadOptions, convert
+from spacy_ntk_ner.corpus.convert import ReadOptions, convert
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = ["cpu", "cpu-ner", "trf", "trf-ner"]

@@ -21,8 +21,12 @@ from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.util import registry
 
-from .atomic import replace_dir
-from .confidence import (
+from .._fs import replace_dir
+from ..corpus.docbin import load_examples
+from ..errors import UserError
+from ..loading import load_pipeline
+from ..ner.component import NTKEntityRecognizer
+from .metrics import (
     IDENTITY,
     MIN_LABEL_ENTITIES,
     apply_calibration,
@@ -34,10 +38,6 @@ from .confidence import (
     labelled_entities,
     scored_entities,
 )
-from .docbin import load_examples
-from .errors import UserError
-from .loading import load_pipeline
-from .ner import NTKEntityRecognizer
 
 Calibration = Tuple[List[float], Dict[str, List[float]]]
 

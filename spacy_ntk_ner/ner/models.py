@@ -7,7 +7,7 @@ from spacy.util import registry
 from thinc.api import Linear, Model, chain, glorot_uniform_init, with_array, zero_init
 from thinc.types import Floats2d
 
-from .errors import UserError
+from ..errors import UserError
 
 ARCH_NAME = "spacy_ntk_ner.TokenClassifier.v1"
 ARCH_NAME_V2 = "spacy_ntk_ner.TokenClassifier.v2"

@@ -13,8 +13,8 @@ from typing import Any, Dict, Generator, Iterable, List, Optional, Tuple
 
 import spacy
 
-from .loading import load_pipeline
-from .records import SpanSource, doc_record
+from ...loading import load_pipeline
+from ..records import SpanSource, doc_record
 
 Record = Tuple[int, Dict[str, Any]]
 

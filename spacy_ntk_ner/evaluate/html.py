@@ -15,10 +15,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy
 from spacy import displacy
 
-from .atomic import replace_dir
-from .confidence import precision_recall_at
-from .errors import UserError
-from .report import (
+from .._fs import replace_dir
+from ..confidence.metrics import precision_recall_at
+from ..errors import UserError
+from .evaluate import (
     Evaluation,
     ScoredEntity,
     format_confidence,

@@ -6,7 +6,7 @@ the target, which is renamed over it only when complete: a failure leaves the ol
 
 from pathlib import Path
 
-from .atomic import atomic_file
+from .._fs import atomic_file
 from .bio import BIOError, write_sentences
 from .docbin import docbin_files, iter_docbin_sentences
 

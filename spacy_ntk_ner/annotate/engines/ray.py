@@ -20,8 +20,8 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy
 
-from .errors import UserError
-from .records import SpanSource, model_fingerprint
+from ...errors import UserError
+from ..records import SpanSource, model_fingerprint
 from .worker import PipelineWorker
 
 # Documents per wave: about 2.5M words of 25-word sentences, minutes of work per actor.

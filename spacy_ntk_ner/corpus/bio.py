@@ -30,13 +30,8 @@ from typing import (
     cast,
 )
 
-from .errors import UserError
-
-# spaCy's ENT_IOB codes: 0 missing, 1 inside, 2 outside, 3 begin.
-IOB_MISSING = 0
-IOB_I = 1
-IOB_O = 2
-IOB_B = 3
+from ..errors import UserError
+from .iob import IOB_B, IOB_I, IOB_MISSING, IOB_O
 
 FORMATS = ("auto", "wikiser", "conll")
 SCHEMES = ("auto", "iob2", "iob1", "bioes")

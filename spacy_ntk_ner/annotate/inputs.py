@@ -14,8 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple, cast
 
-from .bio import IOB_B, IOB_I, BIOError, PathLike, group_sentences, iter_files, read_sentences
-from .errors import UserError
+from ..corpus.bio import (
+    IOB_B,
+    IOB_I,
+    BIOError,
+    PathLike,
+    group_sentences,
+    iter_files,
+    read_sentences,
+)
+from ..errors import UserError
 
 INPUT_FORMATS = ("auto", "txt", "jsonl", "spacy", "bio")
 ON_ERROR = ("error", "skip")

@@ -11,8 +11,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy
 from spacy.training import Example
 
-from .atomic import atomic_file
-from .confidence import (
+from .._fs import atomic_file
+from ..confidence.metrics import (
     IDENTITY,
     brier_score,
     expected_calibration_error,
@@ -20,10 +20,10 @@ from .confidence import (
     labelled_entities,
     precision_recall_at,
 )
-from .docbin import load_examples
-from .errors import UserError
-from .loading import load_pipeline
-from .ner import NTKEntityRecognizer
+from ..corpus.docbin import load_examples
+from ..errors import UserError
+from ..loading import load_pipeline
+from ..ner.component import NTKEntityRecognizer
 
 # Thresholds at which `evaluate` gives precision and recall, besides the configured one.
 THRESHOLDS = (0.5, 0.7, 0.9)

@@ -46,10 +46,10 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from thinc.types import Floats2d
 
-from . import crf
-from .confidence import IDENTITY, apply_calibration
-from .crf import TagScheme
-from .errors import UserError
+from ..confidence.metrics import IDENTITY, apply_calibration
+from ..errors import UserError
+from ._crf import lattice as crf
+from ._crf.lattice import TagScheme
 from .models import HEAD_LR_SCALE
 
 # Docs x longest doc that the CRF pads into one array (see `_length_buckets`).

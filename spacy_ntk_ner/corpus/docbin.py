@@ -23,7 +23,7 @@ from spacy.attrs import ENT_IOB, ENT_TYPE, ORTH, SENT_START
 from spacy.strings import get_string_id
 
 from .bio import IOB_I, BIOError, DocRecord, doc_to_tags, label_problem, token_problem
-from .errors import UserError
+from ..errors import UserError
 
 if TYPE_CHECKING:
     from spacy.language import Language

@@ -23,16 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Dict, Generator, Iterator, List, Optional, Sequence, Tuple
 
-from . import __version__
-from .atomic import FolderLock
-from .bio import PathLike
-from .errors import UserError
+from .. import __version__
+from .._fs import FolderLock
+from ..corpus.bio import PathLike
+from ..errors import UserError
+from ..loading import load_pipeline
+from .engines.local import run_pool
+from .engines.ray import check_nodes, run_ray, start_ray
+from .engines.worker import pipe_records
 from .inputs import Document, InputOptions, describe_inputs, iter_documents, list_inputs
-from .loading import load_pipeline
-from .local_engine import run_pool
-from .ray_engine import check_nodes, run_ray, start_ray
 from .records import SpanSource, find_span_source, model_fingerprint
-from .worker import pipe_records
 
 ENGINES = ("local", "ray")
 OUTPUT_FORMATS = ("jsonl", "docbin")

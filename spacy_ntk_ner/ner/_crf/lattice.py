@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Dict, List, NamedTuple, Sequence, Tuple
 
 import numpy
 
-from .bio import IOB_B, IOB_I, IOB_MISSING, IOB_O
+from ...corpus.iob import IOB_B, IOB_I, IOB_MISSING, IOB_O
 
 # Log-score of something impossible: finite, so no NaN from `-inf - -inf`.
 NEG = -1e4

@@ -25,8 +25,8 @@ from typing import Any, Deque, Dict, Generator, Iterable, Iterator, List, Option
 
 from spacy.util import minibatch
 
-from .errors import UserError
-from .records import SpanSource
+from ...errors import UserError
+from ..records import SpanSource
 from .worker import PipelineWorker, Record
 
 # Chunks sent ahead per worker: one it works on, one waiting, so it never idles

@@ -13,15 +13,15 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence
 
-from .annotate import Settings, annotate, format_annotate_report
-from .bio import DELIMITERS, FORMATS, ON_INVALID, SCHEMES, BIOError, iter_files
-from .calibration import calibrate_saved, format_calibration
-from .convert import ReadOptions, convert, format_convert_report
-from .errors import UserError
-from .export import export
-from .inputs import INPUT_FORMATS, ON_ERROR, InputOptions
-from .report import evaluate, format_table, visualize
-from .report_html import evaluate_with_report
+from ..annotate.inputs import INPUT_FORMATS, ON_ERROR, InputOptions
+from ..annotate.job import Settings, annotate, format_annotate_report
+from ..confidence.calibrate import calibrate_saved, format_calibration
+from ..corpus.bio import DELIMITERS, FORMATS, ON_INVALID, SCHEMES, BIOError, iter_files
+from ..corpus.convert import ReadOptions, convert, format_convert_report
+from ..corpus.export import export
+from ..errors import UserError
+from ..evaluate.evaluate import evaluate, format_table, visualize
+from ..evaluate.html import evaluate_with_report
 
 # Inputs smaller than this finish before a progress bar is worth drawing.
 PROGRESS_MIN_BYTES = 32 * 1024 * 1024

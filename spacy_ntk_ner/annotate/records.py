@@ -15,8 +15,8 @@ import srsly
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from .errors import UserError
-from .ner import NTKEntityRecognizer
+from ..errors import UserError
+from ..ner.component import NTKEntityRecognizer
 
 
 @dataclass(frozen=True)
