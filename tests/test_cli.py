@@ -9,7 +9,7 @@ from spacy.tokens import Doc
 from spacy.training import Example
 from util import run_cli
 
-from spacy_ntk_ner import cli
+from spacy_ntk_ner.cli import app as cli
 from spacy_ntk_ner.errors import UserError
 from spacy_ntk_ner.loading import load_pipeline
 

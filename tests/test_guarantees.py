@@ -17,7 +17,7 @@ from spacy.training import Example
 from thinc.api import fix_random_seed
 from util import run_cli, write
 
-from spacy_ntk_ner import cli
+from spacy_ntk_ner.cli import app as cli
 from spacy_ntk_ner.confidence import calibrate as calibration
 from spacy_ntk_ner.corpus import export as export_module
 from spacy_ntk_ner.corpus.convert import ReadOptions, convert

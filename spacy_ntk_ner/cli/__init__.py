@@ -1,5 +1,5 @@
 """The `spacy-ntk-ner` command line (`python -m spacy_ntk_ner`)."""
 
-from .main import main
+from .app import main
 
 __all__ = ["main"]
