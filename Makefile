@@ -31,7 +31,7 @@ lint: venv
 	$(BIN)/mypy
 
 test: install lint
-	NTK_NER_TEST_INSTALLED=1 $(BIN)/pytest tests -q
+	NTK_NER_TEST_INSTALLED=1 $(BIN)/pytest tests -q --durations=25
 
 # While developing: everything but the tests marked slow (training runs, wheel builds).
 test-fast: install lint

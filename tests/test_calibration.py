@@ -9,13 +9,8 @@ from spacy.util import registry
 from thinc.api import fix_random_seed
 
 from spacy_ntk_ner.confidence.calibrate import calibrate, cross_fitted_ece
-from spacy_ntk_ner.confidence.metrics import (
-    IDENTITY,
-    apply_platt,
-    expected_calibration_error,
-    fit_platt,
-    logit,
-)
+from spacy_ntk_ner.confidence.metrics import expected_calibration_error
+from spacy_ntk_ner.confidence.platt import IDENTITY, apply_platt, fit_platt, logit
 from spacy_ntk_ner.ner.component import _length_buckets
 
 

@@ -159,3 +159,23 @@ def test_corrupted_weights_name_the_file(saved: Path, tmp_path: Path, damage: st
     model.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"\x93not weights")
     with pytest.raises(ValueError, match=rf"^{model}: the weights cannot be read \("):
         spacy.load(path)
+
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def test_a_pipeline_saved_by_0_1_0_predicts_as_it_did() -> None:
+    """tests/fixtures/pipeline-0.1.0 was saved by the flat 0.1.0 layout (fb6fec5), with
+    calibration fitted; today's code loads it and predicts the same entities,
+    spans and scores (to float32 precision) as that code did."""
+    folder = FIXTURES / "pipeline-0.1.0"
+    expected = srsly.read_json(folder / "expected.json")
+    nlp = spacy.load(folder / "pipeline")
+    assert nlp.get_pipe("ntk_ner").cfg["calibration"] != [1.0, 0.0]
+    docs = list(nlp.pipe(row["text"] for row in expected))
+    assert sum(len(doc.ents) for doc in docs) > 10
+    for doc, row in zip(docs, expected):
+        assert [[e.start_char, e.end_char, e.label_] for e in doc.ents] == row["ents"]
+        group = doc.spans["ntk_ner"]
+        assert [[s.start_char, s.end_char, s.label_] for s in group] == row["spans"]
+        assert group.attrs["scores"] == pytest.approx(row["scores"], rel=1e-6, abs=1e-7)

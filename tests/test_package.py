@@ -50,3 +50,26 @@ def test_converter_builds_no_language(tmp_path: Path) -> None:
     )
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["False", "False"]
+
+
+def test_loading_a_pipeline_imports_no_converter(tmp_path: Path) -> None:
+    """`spacy.load` of an `ntk_ner` pipeline imports the component, not the BIO reader,
+    the converter or the commands (torch and transformers: the test above)."""
+    pipeline = Path(__file__).resolve().parent / "fixtures" / "pipeline-0.1.0" / "pipeline"
+    code = (
+        "import sys, spacy\n"
+        f"nlp = spacy.load({str(pipeline)!r})\n"
+        "assert nlp('Alpha uses Beta on Linux').ents\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('spacy_ntk_ner'))))\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0, res.stderr
+    loaded = set(res.stdout.split())
+    assert "spacy_ntk_ner.ner.component" in loaded
+    allowed_prefixes = ("spacy_ntk_ner.ner", "spacy_ntk_ner.confidence.")
+    allowed = {"spacy_ntk_ner", "spacy_ntk_ner.errors", "spacy_ntk_ner.corpus"}
+    allowed |= {"spacy_ntk_ner.corpus.iob", "spacy_ntk_ner.confidence"}
+    extra = {m for m in loaded - allowed if not m.startswith(allowed_prefixes)}
+    assert not extra, f"spacy.load imported {sorted(extra)}"

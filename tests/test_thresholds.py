@@ -19,15 +19,17 @@ from util import run_cli
 
 from spacy_ntk_ner.confidence.calibrate import calibrate
 from spacy_ntk_ner.confidence.metrics import (
-    apply_calibration,
-    apply_platt,
     brier_score,
     choose_threshold,
+    precision_recall_at,
+    wilson_lower,
+)
+from spacy_ntk_ner.confidence.platt import (
+    apply_calibration,
+    apply_platt,
     fit_calibration,
     invert_calibration,
     logit,
-    precision_recall_at,
-    wilson_lower,
 )
 
 Z = 1.959963984540054

@@ -21,37 +21,27 @@ from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.util import registry
 
+from .._format import decimal3
 from .._fs import replace_dir
 from ..corpus.docbin import load_examples
 from ..errors import UserError
 from ..loading import load_pipeline
 from ..ner.component import NTKEntityRecognizer
 from .metrics import (
-    IDENTITY,
-    MIN_LABEL_ENTITIES,
-    apply_calibration,
-    apply_platt,
     choose_threshold,
+    describe_target,
     expected_calibration_error,
-    fit_calibration,
-    fit_platt,
     labelled_entities,
     scored_entities,
 )
-
-Calibration = Tuple[List[float], Dict[str, List[float]]]
-
-
-def _calibration_of(pipe: NTKEntityRecognizer) -> Calibration:
-    """RETURNS (Calibration): The component's shared map and its maps per label."""
-    shared = list(pipe.cfg.get("calibration", IDENTITY))
-    return shared, dict(pipe.cfg.get("calibration_per_label") or {})
-
-
-def _set_calibration(pipe: NTKEntityRecognizer, calibration: Calibration) -> None:
-    shared, per_label = calibration
-    pipe.cfg["calibration"] = [float(x) for x in shared]
-    pipe.cfg["calibration_per_label"] = {k: [float(x) for x in v] for k, v in per_label.items()}
+from .platt import (
+    IDENTITY,
+    MIN_LABEL_ENTITIES,
+    Calibration,
+    apply_platt,
+    fit_calibration,
+    fit_platt,
+)
 
 
 def _uncalibrated_predictions(
@@ -63,14 +53,14 @@ def _uncalibrated_predictions(
         and each component's calibration as it was (the components are left without).
     """
     pipes = [(n, p) for n, p in nlp.pipeline if isinstance(p, NTKEntityRecognizer)]
-    saved = {name: _calibration_of(pipe) for name, pipe in pipes}
+    saved = {name: Calibration.from_cfg(pipe.cfg) for name, pipe in pipes}
     for _, pipe in pipes:
-        _set_calibration(pipe, (list(IDENTITY), {}))
+        Calibration().to_cfg(pipe.cfg)
     try:
         docs = list(nlp.pipe(eg.predicted.copy() for eg in examples))
     except Exception:
         for name, pipe in pipes:
-            _set_calibration(pipe, saved[name])
+            saved[name].to_cfg(pipe.cfg)
         raise
     return pipes, docs, saved
 
@@ -127,8 +117,8 @@ def calibrate(
         scores, correct, labels, folds = _dev_entities(docs, examples, pipe.cfg["spans_key"])
         fit = fit_calibration(scores, correct, labels, folds)
         fitted = fit["shared"] is not None
-        _set_calibration(pipe, (list(fit["shared"]), fit["per_label"]) if fitted else saved[name])
-        after = _calibrated_scores(pipe, scores, labels)
+        (Calibration(fit["shared"], fit["per_label"]) if fitted else saved[name]).to_cfg(pipe.cfg)
+        after = Calibration.from_cfg(pipe.cfg).apply_named(scores, labels, pipe.labels).tolist()
         report[name] = {
             "params": pipe.cfg["calibration"],
             "per_label": pipe.cfg["calibration_per_label"],
@@ -144,18 +134,6 @@ def calibrate(
             _set_threshold(nlp, name, chosen)
             report[name]["target"] = chosen
     return report
-
-
-def _calibrated_scores(
-    pipe: NTKEntityRecognizer, scores: Sequence[float], labels: Sequence[str]
-) -> List[float]:
-    """The scores through the component's calibration, as its decoder applies it."""
-    names = pipe.labels
-    index = {label: i for i, label in enumerate(names)}
-    label_idx = numpy.asarray([index.get(x, -1) for x in labels], dtype="int64")
-    shared, per_label = _calibration_of(pipe)
-    raw = numpy.asarray(scores, dtype="float64")
-    return apply_calibration(raw, label_idx, names, shared, per_label).tolist()
 
 
 def _choose(
@@ -237,7 +215,7 @@ def cross_fitted_ece(
     """
     pipes, docs, saved = _uncalibrated_predictions(nlp, examples)
     for name, pipe in pipes:
-        _set_calibration(pipe, saved[name])
+        saved[name].to_cfg(pipe.cfg)
     result: Dict[str, Dict[str, Any]] = {}
     for name, pipe in pipes:
         per_fold = []
@@ -315,10 +293,6 @@ def _calibrate_target(model: str, output: Optional[Path]) -> Path:
     return output
 
 
-def _f3(x: Optional[float]) -> str:
-    return "-" if x is None else f"{x:.3f}"
-
-
 def format_calibration(name: str, r: Dict[str, Any], data: Path) -> str:
     """Lay out what `calibrate` did to one component, for the terminal.
 
@@ -333,21 +307,21 @@ def format_calibration(name: str, r: Dict[str, Any], data: Path) -> str:
     fitted = "fitted" if r["fitted"] else "kept (too little data to fit)"
     lines = [
         f"{name}: a={a:.3f} b={b:.3f} {fitted}; expected calibration error on "
-        f"{r['n']} entities {_f3(r['ece_before'])} -> {_f3(r['ece_after'])}"
+        f"{r['n']} entities {decimal3(r['ece_before'])} -> {decimal3(r['ece_after'])}"
     ]
     cross = r["ece_cross_fitted"]
     used = "used" if r["per_label"] else "not used"
     lines.append(
         f"  maps per label (labels with {MIN_LABEL_ENTITIES}+ entities): {used}; "
-        f"cross-fitted error {_f3(cross['shared'])} with one map, "
-        f"{_f3(cross['per_label'])} with maps per label"
+        f"cross-fitted error {decimal3(cross['shared'])} with one map, "
+        f"{decimal3(cross['per_label'])} with maps per label"
     )
     for label, row in r["labels"].items():
         own = r["per_label"].get(label)
         which = f"own map a={own[0]:.3f} b={own[1]:.3f}" if own else "shared map"
         lines.append(
             f"  {label}: {row['n']} entities, {which}; cross-fitted error "
-            f"{_f3(row['ece_shared'])} shared, {_f3(row['ece_per_label'])} per label"
+            f"{decimal3(row['ece_shared'])} shared, {decimal3(row['ece_per_label'])} per label"
         )
     if "target" in r:
         lines.append(format_target(r["target"]))
@@ -356,9 +330,8 @@ def format_calibration(name: str, r: Dict[str, Any], data: Path) -> str:
 
 def format_target(t: Dict[str, Any]) -> str:
     """RETURNS (str): The threshold chosen for a target, and the dev figures there."""
-    ((what, value),) = t["target"].items()
     return (
-        f"  threshold {t['cut']:.4f} for {what} >= {value} (95% lower bound): on the dev "
+        f"  threshold {t['cut']:.4f} for {describe_target(t['target'])}: on the dev "
         f"data precision {t['precision']:.3f} (lower bound {t['precision_lower']:.3f}), "
         f"recall {t['recall']:.3f} (lower bound {t['recall_lower']:.3f}); "
         f"{t['right']} of {t['kept']} entities kept are right"

@@ -8,18 +8,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import numpy
 from spacy.training import Example
 
+from .._format import decimal3, percent
 from .._fs import atomic_file
 from ..confidence.metrics import (
-    IDENTITY,
     brier_score,
+    describe_target,
     expected_calibration_error,
-    invert_calibration,
     labelled_entities,
     precision_recall_at,
 )
+from ..confidence.platt import Calibration
 from ..corpus.docbin import load_examples
 from ..errors import UserError
 from ..loading import load_pipeline
@@ -169,16 +169,10 @@ def component_entities(examples: Sequence[Example], spans_key: str) -> List[Scor
 
 def uncalibrated(ents: Sequence[ScoredEntity], pipe: NTKEntityRecognizer) -> List[float]:
     """The entities' scores before the component's calibration (the maps are undone)."""
-    index = {label: i for i, label in enumerate(pipe.labels)}
-    label_idx = numpy.asarray([index.get(e.label, -1) for e in ents], dtype="int64")
-    raw = invert_calibration(
-        numpy.asarray([e.score for e in ents], dtype="float64"),
-        label_idx,
-        pipe.labels,
-        pipe.cfg.get("calibration", IDENTITY),
-        pipe.cfg.get("calibration_per_label") or {},
-    )
-    return raw.tolist()
+    scores = [e.score for e in ents]
+    names = [e.label for e in ents]
+    calibration = Calibration.from_cfg(pipe.cfg)
+    return calibration.apply_named(scores, names, pipe.labels, invert=True).tolist()
 
 
 def confidence_metrics(
@@ -213,12 +207,17 @@ def confidence_metrics(
     return result
 
 
-def _pct(x: Optional[float]) -> str:
-    return "-" if x is None else f"{100 * x:.1f}"
+def calibration_per_label(metrics: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    """Each label's calibration figures ("n", "ece", "brier"), from the first `ntk_ner`
+    component that predicts it.
 
-
-def _f3(x: Optional[float]) -> str:
-    return "-" if x is None else f"{x:.3f}"
+    metrics (Dict[str, Any]): What `evaluate` returns.
+    RETURNS (Dict[str, Dict[str, Any]]): The figures by label.
+    """
+    merged: Dict[str, Dict[str, Any]] = {}
+    for cal in reversed(list((metrics.get("calibration") or {}).values())):
+        merged.update(cal.get("per_label") or {})
+    return merged
 
 
 def format_table(metrics: Dict[str, Any]) -> str:
@@ -229,20 +228,18 @@ def format_table(metrics: Dict[str, Any]) -> str:
     RETURNS (str): The Markdown.
     """
     calibration = metrics.get("calibration") or {}
-    ece_of: Dict[str, Optional[float]] = {}
-    for cal in reversed(list(calibration.values())):
-        ece_of.update({k: v["ece"] for k, v in (cal.get("per_label") or {}).items()})
+    ece_of = {k: v["ece"] for k, v in calibration_per_label(metrics).items()}
     rows = ["| label | P | R | F | ECE |", "| --- | ---: | ---: | ---: | ---: |"]
     per_type = metrics.get("ents_per_type") or {}
     for label in sorted(per_type):
         t = per_type[label]
         rows.append(
-            f"| {label} | {_pct(t['p'])} | {_pct(t['r'])} | {_pct(t['f'])} "
-            f"| {_f3(ece_of.get(label))} |"
+            f"| {label} | {percent(t['p'])} | {percent(t['r'])} | {percent(t['f'])} "
+            f"| {decimal3(ece_of.get(label))} |"
         )
     rows.append(
-        f"| **all** | {_pct(metrics.get('ents_p'))} | {_pct(metrics.get('ents_r'))} "
-        f"| {_pct(metrics.get('ents_f'))} | - |"
+        f"| **all** | {percent(metrics.get('ents_p'))} | {percent(metrics.get('ents_r'))} "
+        f"| {percent(metrics.get('ents_f'))} | - |"
     )
     for name, cal in calibration.items():
         rows.append("\n" + format_confidence(name, cal))
@@ -251,26 +248,26 @@ def format_table(metrics: Dict[str, Any]) -> str:
 
 def format_confidence(name: str, cal: Dict[str, Any]) -> str:
     """RETURNS (str): A component's calibration line and its table of thresholds."""
-    line = f"{name}: expected calibration error {_f3(cal['ece'])} over {cal['n']} entities"
+    line = f"{name}: expected calibration error {decimal3(cal['ece'])} over {cal['n']} entities"
     if "ece_raw" in cal:
-        line += f" ({_f3(cal['ece_raw'])} uncalibrated), Brier score {_f3(cal.get('brier'))}"
+        raw, brier = decimal3(cal["ece_raw"]), decimal3(cal.get("brier"))
+        line += f" ({raw} uncalibrated), Brier score {brier}"
     rows = [line]
     if cal.get("at_thresholds"):
         rows += ["", "| threshold | P | R | entities kept |", "| ---: | ---: | ---: | ---: |"]
         for r in cal["at_thresholds"]:
             mark = " (configured)" if r["threshold"] == cal.get("threshold") else ""
             rows.append(
-                f"| {r['threshold']:.4g}{mark} | {_pct(r['precision'])} | {_pct(r['recall'])} "
-                f"| {r['kept']} |"
+                f"| {r['threshold']:.4g}{mark} | {percent(r['precision'])} "
+                f"| {percent(r['recall'])} | {r['kept']} |"
             )
     target = cal.get("target")
     if target:
-        ((what, value),) = target["target"].items()
         dev = target["dev"]
         rows.append(
-            f"\nthreshold {target['threshold']:.4f} chosen by `calibrate` for {what} >= "
-            f"{value} (95% lower bound) on {dev.get('data', 'the dev data')}: there "
-            f"precision {_pct(dev['precision'])}, recall {_pct(dev['recall'])}"
+            f"\nthreshold {target['threshold']:.4f} chosen by `calibrate` for "
+            f"{describe_target(target['target'])} on {dev.get('data', 'the dev data')}: there "
+            f"precision {percent(dev['precision'])}, recall {percent(dev['recall'])}"
         )
     return "\n".join(rows)
 

@@ -15,12 +15,14 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy
 from spacy import displacy
 
+from .._format import decimal3, percent
 from .._fs import replace_dir
 from ..confidence.metrics import precision_recall_at
 from ..errors import UserError
 from .evaluate import (
     Evaluation,
     ScoredEntity,
+    calibration_per_label,
     format_confidence,
     label_color,
     run_evaluation,
@@ -250,27 +252,23 @@ def _figure(name: str, alt: str) -> str:
     return f'<p><img src="{html.escape(name)}" alt="{html.escape(alt)}"></p>'
 
 
-def _pct(x: Optional[float]) -> str:
-    return "-" if x is None else f"{100 * x:.1f}"
-
-
-def _f3(x: Optional[float]) -> str:
-    return "-" if x is None else f"{x:.3f}"
-
-
 def _per_label_table(metrics: Dict[str, Any]) -> str:
-    ece_of: Dict[str, Any] = {}
-    for cal in reversed(list((metrics.get("calibration") or {}).values())):
-        ece_of.update(cal.get("per_label") or {})
+    ece_of = calibration_per_label(metrics)
     rows = ["<tr><th>label</th><th>P</th><th>R</th><th>F</th><th>ECE</th><th>scored</th></tr>"]
     per_type = metrics.get("ents_per_type") or {}
     for label in sorted(per_type):
         t, e = per_type[label], ece_of.get(label, {})
-        cells = [_pct(t["p"]), _pct(t["r"]), _pct(t["f"]), _f3(e.get("ece")), str(e.get("n", "-"))]
+        cells = [
+            percent(t["p"]),
+            percent(t["r"]),
+            percent(t["f"]),
+            decimal3(e.get("ece")),
+            str(e.get("n", "-")),
+        ]
         rows.append(
             f"<tr><td>{html.escape(label)}</td><td>" + "</td><td>".join(cells) + "</td></tr>"
         )
-    total = [_pct(metrics.get(k)) for k in ("ents_p", "ents_r", "ents_f")]
+    total = [percent(metrics.get(k)) for k in ("ents_p", "ents_r", "ents_f")]
     rows.append("<tr><th>all</th><td>" + "</td><td>".join(total) + "</td><td>-</td><td>-</td></tr>")
     return "<h2>Per label</h2>\n<table>\n" + "\n".join(rows) + "\n</table>"
 

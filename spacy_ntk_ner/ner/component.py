@@ -46,7 +46,7 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from thinc.types import Floats2d
 
-from ..confidence.metrics import IDENTITY, apply_calibration
+from ..confidence.platt import IDENTITY, Calibration
 from ..errors import UserError
 from ._crf import lattice as crf
 from ._crf.lattice import TagScheme
@@ -365,13 +365,7 @@ class NTKEntityRecognizer(TrainablePipe):
     def _calibrated(self, probs: numpy.ndarray, label_idx: numpy.ndarray) -> numpy.ndarray:
         """The entities' span probabilities through the fitted calibration: the map of
         their label where it has one, the shared one otherwise."""
-        return apply_calibration(
-            probs,
-            label_idx,
-            self.labels,
-            self.cfg.get("calibration", IDENTITY),
-            self.cfg.get("calibration_per_label") or {},
-        )
+        return Calibration.from_cfg(self.cfg).apply(probs, label_idx, self.labels)
 
     def _decode_round(
         self,
