@@ -1,8 +1,11 @@
 import os
+from pathlib import Path
 from typing import List, Optional
 
 import pytest
 from hypothesis import settings
+from spacy.tokens import DocBin
+from util import bio_examples, train_pipeline
 
 # Under CI the property tests draw the same examples every run, so a red CI is a real
 # regression, not a new random draw; elsewhere they explore new examples each run.
@@ -40,3 +43,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with `model/` (a pipeline with one `ntk_ner`, trained until it gets its
+    2 texts right) and `data.spacy` (those texts): for the commands' tests. Tests copy
+    what they change."""
+    folder = tmp_path_factory.mktemp("tiny")
+    texts = [("Python runs on Linux", ["B-L", "O", "O", "B-O"]), ("I use Linux", ["O", "O", "B-O"])]
+    nlp, examples = train_pipeline(lambda nlp: bio_examples(nlp, texts), steps=40)
+    nlp.to_disk(folder / "model")
+    DocBin(docs=[eg.reference for eg in examples]).to_disk(folder / "data.spacy")
+    return folder

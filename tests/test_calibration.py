@@ -4,9 +4,8 @@ import numpy
 import pytest
 import spacy
 from spacy.tokens import DocBin
-from spacy.training import Example
 from spacy.util import registry
-from thinc.api import fix_random_seed
+from util import app_lib_examples, train_pipeline
 
 from spacy_ntk_ner.confidence.calibrate import calibrate, cross_fitted_ece
 from spacy_ntk_ner.confidence.metrics import expected_calibration_error
@@ -48,27 +47,15 @@ def test_length_buckets_cover_every_nonempty_doc_once() -> None:
 
 
 def test_calibrate_pipeline_and_callback(tmp_path: Path) -> None:
-    fix_random_seed(0)
-    nlp = spacy.blank("en")
-    ner = nlp.add_pipe("ntk_ner")
-    names = ["Alpha", "Beta", "Gamma", "Delta", "Omega", "Sigma"]
-    texts = [(f"{a} uses {b} on Linux", a, b) for a in names for b in names if a != b]
-    examples = [
-        Example.from_dict(
-            nlp.make_doc(t),
-            {"entities": [(0, len(a), "APP"), (len(a) + 6, len(a) + 6 + len(b), "LIB")]},
-        )
-        for t, a, b in texts
-    ]
-    optimizer = nlp.initialize(lambda: examples[:10])
-    for _ in range(3):
-        nlp.update(examples[:10], sgd=optimizer, drop=0.2)
-    before = [d.spans["ntk_ner"].attrs["scores"] for d in nlp.pipe(t for t, *_ in texts)]
+    nlp, examples = train_pipeline(app_lib_examples, steps=3, drop=0.2, n_train=10)
+    ner = nlp.get_pipe("ntk_ner")
+    texts = [eg.reference.text for eg in examples]
+    before = [d.spans["ntk_ner"].attrs["scores"] for d in nlp.pipe(texts)]
     report = calibrate(nlp, examples)["ntk_ner"]
     assert report["n"] >= 20
     assert report["fitted"]
     assert ner.cfg["calibration"] != list(IDENTITY)
-    after = [d.spans["ntk_ner"].attrs["scores"] for d in nlp.pipe(t for t, *_ in texts)]
+    after = [d.spans["ntk_ner"].attrs["scores"] for d in nlp.pipe(texts)]
     assert after != before
     assert report["ece_after"] <= report["ece_before"] + 1e-9
     nlp.to_disk(tmp_path / "p")

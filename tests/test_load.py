@@ -10,8 +10,8 @@ import spacy
 import srsly
 from spacy.language import Language
 from spacy.tokens import Span
-from spacy.training import Example
-from thinc.api import Config, fix_random_seed
+from thinc.api import Config
+from util import char_examples, train_pipeline
 
 TRAIN = [
     ("I like London and Berlin .", [(7, 13, "LOC"), (18, 24, "LOC")]),
@@ -20,13 +20,7 @@ TRAIN = [
 
 
 def train(config: Dict[str, Any]) -> Language:
-    fix_random_seed(0)
-    nlp = spacy.blank("en")
-    nlp.add_pipe("ntk_ner", config=config)
-    examples = [Example.from_dict(nlp.make_doc(t), {"entities": e}) for t, e in TRAIN]
-    optimizer = nlp.initialize(lambda: examples)
-    for _ in range(30):
-        nlp.update(examples, sgd=optimizer)
+    nlp, _ = train_pipeline(lambda nlp: char_examples(nlp, TRAIN), {"ntk_ner": config})
     # Calibrated, so a load that dropped it would show.
     nlp.get_pipe("ntk_ner").cfg["calibration"] = [0.5, 0.25]
     return nlp

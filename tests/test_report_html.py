@@ -9,11 +9,12 @@ from typing import Dict, List, Tuple
 
 import numpy
 import pytest
+import spacy
 from spacy.tokens import DocBin
-from test_thresholds import trained
-from util import run_cli
+from util import app_lib_examples, run_cli, train_pipeline
 
 from spacy_ntk_ner.confidence.calibrate import calibrate
+from spacy_ntk_ner.confidence.metrics import scored_entities
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -55,7 +56,7 @@ def snapshot(folder: Path) -> Dict[str, bytes]:
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("report_html")
-    nlp, examples = trained()
+    nlp, examples = train_pipeline(app_lib_examples, steps=3, drop=0.2, n_train=10)
     calibrate(nlp, examples)
     # A threshold at the median score, so that it drops entities.
     docs = nlp.pipe(eg.text for eg in examples)
@@ -77,7 +78,13 @@ def test_confidence_metrics(evaluated: Path) -> None:
     cal = metrics["calibration"]["ntk_ner"]
     assert set(cal["per_label"]) == {"APP", "LIB"}
     assert sum(v["n"] for v in cal["per_label"].values()) == cal["n"]
-    assert 0.0 <= cal["brier"] <= 1.0 and cal["ece_raw"] is not None
+    assert cal["ece_raw"] is not None
+    # The Brier score is the mean squared gap between score and outcome, recomputed.
+    nlp = spacy.load(evaluated / "model")
+    gold = list(DocBin().from_disk(evaluated / "dev.spacy").get_docs(nlp.vocab))
+    scores, correct = scored_entities(zip(nlp.pipe(d.text for d in gold), gold), "ntk_ner")
+    brier = float(numpy.mean((numpy.asarray(scores) - numpy.asarray(correct)) ** 2))
+    assert cal["brier"] == pytest.approx(brier, abs=1e-9)
     rows = {r["threshold"]: r for r in cal["at_thresholds"]}
     t = cal["threshold"]
     assert sorted(rows) == sorted({0.5, 0.7, 0.9, t})

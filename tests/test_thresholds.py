@@ -14,8 +14,7 @@ from spacy.language import Language
 from spacy.scorer import Scorer
 from spacy.tokens import DocBin
 from spacy.training import Example
-from thinc.api import fix_random_seed
-from util import run_cli
+from util import app_lib_examples, run_cli, train_pipeline
 
 from spacy_ntk_ner.confidence.calibrate import calibrate
 from spacy_ntk_ner.confidence.metrics import (
@@ -178,25 +177,9 @@ def test_no_maps_per_label_below_the_minimum() -> None:
 
 # ---- on a pipeline
 
-NAMES = ["Alpha", "Beta", "Gamma", "Delta", "Omega", "Sigma"]
-
 
 def trained() -> Tuple[Language, List[Example]]:
-    fix_random_seed(0)
-    nlp = spacy.blank("en")
-    nlp.add_pipe("ntk_ner")
-    texts = [(f"{a} uses {b} on Linux", a, b) for a in NAMES for b in NAMES if a != b]
-    examples = [
-        Example.from_dict(
-            nlp.make_doc(t),
-            {"entities": [(0, len(a), "APP"), (len(a) + 6, len(a) + 6 + len(b), "LIB")]},
-        )
-        for t, a, b in texts
-    ]
-    optimizer = nlp.initialize(lambda: examples[:10])
-    for _ in range(3):
-        nlp.update(examples[:10], sgd=optimizer, drop=0.2)
-    return nlp, examples
+    return train_pipeline(app_lib_examples, steps=3, drop=0.2, n_train=10)
 
 
 def dev_scores(nlp: Language, examples: List[Example]) -> Dict[str, float]:

@@ -6,7 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import List
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import spacy
+from spacy.language import Language
+from spacy.tokens import Doc
+from spacy.training import Example
+from thinc.api import fix_random_seed
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -39,3 +45,66 @@ def load_script(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# ---- tiny trained pipelines: one training loop for every test that needs one
+
+# Two entities per text, APP then LIB, over every ordered pair of names.
+NAMES = ["Alpha", "Beta", "Gamma", "Delta", "Omega", "Sigma"]
+
+
+def app_lib_examples(nlp: Language) -> List[Example]:
+    """30 texts "A uses B on Linux" with A as APP and B as LIB."""
+    texts = [(f"{a} uses {b} on Linux", a, b) for a in NAMES for b in NAMES if a != b]
+    return [
+        Example.from_dict(
+            nlp.make_doc(t),
+            {"entities": [(0, len(a), "APP"), (len(a) + 6, len(a) + 6 + len(b), "LIB")]},
+        )
+        for t, a, b in texts
+    ]
+
+
+def char_examples(
+    nlp: Language, texts: Sequence[Tuple[str, List[Tuple[int, int, str]]]]
+) -> List[Example]:
+    """Examples from texts with entities as (start char, end char, label)."""
+    return [Example.from_dict(nlp.make_doc(t), {"entities": e}) for t, e in texts]
+
+
+def bio_examples(nlp: Language, texts: Sequence[Tuple[str, List[str]]]) -> List[Example]:
+    """Examples from whitespace-tokenized texts with one BIO tag per token."""
+    docs = [Doc(nlp.vocab, words=t.split(), ents=tags) for t, tags in texts]
+    return [Example(nlp.make_doc(d.text), d) for d in docs]
+
+
+def train_pipeline(
+    make_examples: Callable[[Language], List[Example]],
+    components: Optional[Dict[str, Dict[str, Any]]] = None,
+    steps: int = 30,
+    drop: float = 0.0,
+    n_train: Optional[int] = None,
+) -> Tuple[Language, List[Example]]:
+    """Train a blank English pipeline from seed 0 on `make_examples(nlp)`.
+
+    make_examples (Callable[[Language], List[Example]]): The examples, made with the
+        pipeline's tokenizer.
+    components (Optional[Dict[str, Dict[str, Any]]]): Name to config (a "factory" key
+        picks another factory than `ntk_ner`); default one `ntk_ner`.
+    steps (int): Updates on the training examples.
+    drop (float): Dropout.
+    n_train (Optional[int]): Train on the first n examples only (the rest are held out).
+    RETURNS (Tuple[Language, List[Example]]): The pipeline and all its examples.
+    """
+    fix_random_seed(0)
+    nlp = spacy.blank("en")
+    for name, config in (components or {"ntk_ner": {}}).items():
+        config = dict(config)
+        factory = config.pop("factory", "ntk_ner")
+        nlp.add_pipe(factory, name=name, config=config)
+    examples = make_examples(nlp)
+    train = examples[:n_train] if n_train else examples
+    optimizer = nlp.initialize(lambda: train)
+    for _ in range(steps):
+        nlp.update(train, sgd=optimizer, drop=drop)
+    return nlp, examples
