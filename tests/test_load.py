@@ -161,7 +161,8 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 def test_a_pipeline_saved_by_0_1_0_predicts_as_it_did() -> None:
     """tests/fixtures/pipeline-0.1.0 was saved by the flat 0.1.0 layout (fb6fec5), with
     calibration fitted; today's code loads it and predicts the same entities,
-    spans and scores (to float32 precision) as that code did."""
+    spans and scores as that code did (scores to 1e-4: float32 sums whose order the BLAS
+    library and its threads choose differ by a few 1e-6 between machines and runs)."""
     folder = FIXTURES / "pipeline-0.1.0"
     expected = srsly.read_json(folder / "expected.json")
     nlp = spacy.load(folder / "pipeline")
@@ -172,4 +173,4 @@ def test_a_pipeline_saved_by_0_1_0_predicts_as_it_did() -> None:
         assert [[e.start_char, e.end_char, e.label_] for e in doc.ents] == row["ents"]
         group = doc.spans["ntk_ner"]
         assert [[s.start_char, s.end_char, s.label_] for s in group] == row["spans"]
-        assert group.attrs["scores"] == pytest.approx(row["scores"], rel=1e-6, abs=1e-7)
+        assert group.attrs["scores"] == pytest.approx(row["scores"], abs=1e-4)
