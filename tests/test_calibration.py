@@ -16,7 +16,7 @@ from spacy_ntk_ner.confidence.metrics import (
     fit_platt,
     logit,
 )
-from spacy_ntk_ner.ner.component import _length_buckets
+from spacy_ntk_ner.ner._crf.windows import length_buckets as _length_buckets
 
 
 def synthetic(n: int, a: float, b: float, seed: int = 0):  # type: ignore[no-untyped-def]
