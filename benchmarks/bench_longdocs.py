@@ -179,14 +179,14 @@ def approx(work: Path) -> Dict[str, Any]:
 
 
 def _exact(pipe: Any, emissions: List[Any]) -> List[Any]:
-    import spacy_ntk_ner.ner.component as ner
+    import spacy_ntk_ner.ner._crf.windows as windows
 
-    saved = ner.WINDOW
-    ner.WINDOW = 10**9
+    saved = windows.WINDOW
+    windows.WINDOW = 10**9
     try:
         return pipe._decode(emissions)
     finally:
-        ner.WINDOW = saved
+        windows.WINDOW = saved
 
 
 def _compare(windowed: List[Any], exact: List[Any]) -> Dict[str, Any]:

@@ -10,7 +10,7 @@ from util import app_lib_examples, train_pipeline
 from spacy_ntk_ner.confidence.calibrate import calibrate, cross_fitted_ece
 from spacy_ntk_ner.confidence.metrics import expected_calibration_error
 from spacy_ntk_ner.confidence.platt import IDENTITY, apply_platt, fit_platt, logit
-from spacy_ntk_ner.ner.component import _length_buckets
+from spacy_ntk_ner.ner._crf.windows import length_buckets
 
 
 def synthetic(n: int, a: float, b: float, seed: int = 0):  # type: ignore[no-untyped-def]
@@ -39,7 +39,7 @@ def test_platt_refuses_too_little_or_one_sided_data() -> None:
 
 def test_length_buckets_cover_every_nonempty_doc_once() -> None:
     lengths = [5, 0, 300, 7, 6, 1, 5000]
-    buckets = _length_buckets(lengths, max_padded=20)
+    buckets = length_buckets(lengths, max_padded=20)
     assert sorted(i for b in buckets for i in b) == [0, 2, 3, 4, 5, 6]
     assert [6] in buckets and [2] in buckets
     for b in buckets:

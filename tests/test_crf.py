@@ -7,7 +7,9 @@ import numpy
 import pytest
 
 from spacy_ntk_ner.ner._crf import lattice as crf
-from spacy_ntk_ner.ner._crf.lattice import Params, TagScheme
+from spacy_ntk_ner.ner._crf import loss as crf_loss
+from spacy_ntk_ner.ner._crf.lattice import Lattice, Params
+from spacy_ntk_ner.ner._crf.tag_scheme import Entities, TagScheme
 
 LENGTHS = [4, 1, 3]
 
@@ -53,12 +55,12 @@ def test_recursions_match_brute_force(scheme: str, dtype: str) -> None:
     p = problem(scheme)
     E = p["E"].astype(dtype)
     params = Params(p["trans"].astype(dtype), p["start"], p["end"])
-    args = (E, p["lengths"], params, p["scheme"])
-    fb = crf.marginals(numpy, *args)
+    lattice = Lattice(numpy, E, p["lengths"], params, p["scheme"])
+    fb = crf.marginals(lattice)
     log_m, log_z, prefix, suffix = fb.log_marginals, fb.log_z, fb.log_prefix, fb.log_suffix
-    a2, lz2 = crf.forward(numpy, *args)
-    b2 = crf.backward(numpy, *args)
-    path = crf.viterbi(numpy, *args)
+    a2, lz2 = crf.forward(lattice)
+    b2 = crf.backward(lattice)
+    path = crf.viterbi(lattice)
     tol = 1e-9 if dtype == "float64" else 2e-5
     for b, n in enumerate(LENGTHS):
         ref_z, ref_m, ref_path = brute_force(p, b)
@@ -78,15 +80,15 @@ def test_float16_emissions_are_computed_in_float32(scheme: str) -> None:
     trans = p["trans"].astype("float32")
     start, end = p["start"].astype("float32"), p["end"].astype("float32")
     args = (p["lengths"], Params(trans, start, end), p["scheme"])
-    fb = crf.marginals(numpy, E16, *args)
+    fb = crf.marginals(Lattice(numpy, E16, *args))
     log_m, log_z = fb.log_marginals, fb.log_z
     assert log_m.dtype == numpy.float32
     for b, n in enumerate(LENGTHS):
         numpy.testing.assert_allclose(numpy.exp(log_m[b, :n]).sum(axis=1), 1.0, atol=1e-5)
-    ref = crf.marginals(numpy, E16.astype("float32"), *args)
+    ref = crf.marginals(Lattice(numpy, E16.astype("float32"), *args))
     numpy.testing.assert_allclose(log_z, ref.log_z, rtol=1e-6)
-    path = crf.viterbi(numpy, E16, *args)
-    assert (path == crf.viterbi(numpy, E16.astype("float32"), *args)).all()
+    path = crf.viterbi(Lattice(numpy, E16, *args))
+    assert (path == crf.viterbi(Lattice(numpy, E16.astype("float32"), *args))).all()
 
 
 def test_scheme_masks_are_made_once_per_device() -> None:
@@ -102,24 +104,25 @@ def all_functions(xp: Any, p: Dict[str, Any]) -> Dict[str, Any]:
     ts = p["scheme"]
     E, lengths = xp.asarray(p["E"], dtype="float32"), xp.asarray(p["lengths"])
     params = Params(*(xp.asarray(p[k], dtype="float32") for k in ("trans", "start", "end")))
-    fb = crf.marginals(xp, E, lengths, params, ts)
-    f_prefix, f_log_z = crf.forward(xp, E, lengths, params, ts)
-    path = crf.viterbi(xp, E, lengths, params, ts)
+    lattice = Lattice(xp, E, lengths, params, ts)
+    fb = crf.marginals(lattice)
+    f_prefix, f_log_z = crf.forward(lattice)
+    path = crf.viterbi(lattice)
     weights = xp.asarray([1.0, -0.5, 2.0], dtype="float32")
     out = {
         "log_m": fb.log_marginals,
         "log_z": fb.log_z,
         "log_prefix": f_prefix,
         "forward_log_z": f_log_z,
-        "log_suffix": crf.backward(xp, E, lengths, params, ts),
+        "log_suffix": crf.backward(lattice),
         "path": path,
-        "transitions": crf.transition_counts(xp, E, lengths, params, fb, ts, weights),
-        "boundaries": xp.stack(crf.boundary_counts(xp, fb.log_marginals, lengths, weights)),
+        "transitions": crf_loss.transition_counts(lattice, fb, weights),
+        "boundaries": xp.stack(crf_loss.boundary_counts(lattice, fb, weights)),
     }
     path_h = path.get() if hasattr(path, "get") else path
     ents = ts.entities(path_h, p["lengths"])
-    on_device = crf.Entities(*(xp.asarray(x) for x in ents))
-    out["span_log_probs"] = crf.span_log_probs(xp, E, lengths, params, fb, path, on_device, ts)
+    on_device = Entities(*(xp.asarray(x) for x in ents))
+    out["span_log_probs"] = crf.span_log_probs(lattice, fb, path, on_device)
     assert len(ents.doc) > 0
     return out
 
@@ -193,13 +196,13 @@ def test_span_probabilities_match_brute_force(scheme: str, seed: int) -> None:
     p = problem(scheme, seed=seed, scale=1.0)
     p["E"][:, :, 1:] += 1.0  # favour entities, so every doc decodes some
     params = Params(p["trans"], p["start"], p["end"])
-    args = (p["E"], p["lengths"], params, p["scheme"])
-    fb = crf.marginals(numpy, *args)
-    path = crf.viterbi(numpy, *args)
+    lattice = Lattice(numpy, p["E"], p["lengths"], params, p["scheme"])
+    fb = crf.marginals(lattice)
+    path = crf.viterbi(lattice)
     ents = p["scheme"].entities(path, p["lengths"])
     doc_idx, starts, ends = ents.doc, ents.first, ents.last
     assert len(starts) >= 1, "the fixture should decode entities"
-    log_p = crf.span_log_probs(numpy, p["E"], p["lengths"], params, fb, path, ents, p["scheme"])
+    log_p = crf.span_log_probs(lattice, fb, path, ents)
     for d, s, e, lp in zip(doc_idx, starts, ends, log_p):
         ref = brute_force_span_prob(p, int(d), path[d].tolist(), int(s), int(e))
         assert numpy.exp(lp) == pytest.approx(ref, rel=1e-6, abs=1e-9)

@@ -1,3 +1,4 @@
+import inspect
 import json
 import subprocess
 import sys
@@ -16,15 +17,15 @@ from spacy.training import Example
 from spacy.util import load_model_from_config, registry
 from thinc.api import SGD, fix_random_seed
 
-from spacy_ntk_ner.ner import component as ner_module
+from spacy_ntk_ner.ner import settings as ner_settings
+from spacy_ntk_ner.ner._crf import decode as crf_decode
 from spacy_ntk_ner.ner._crf import lattice as crf
-from spacy_ntk_ner.ner._crf.lattice import Params, TagScheme
-from spacy_ntk_ner.ner.component import (
-    NTKEntityRecognizer,
-    _plan_chains,
-    _space_masks,
-    _stitch_doc,
-)
+from spacy_ntk_ner.ner._crf import loss as crf_loss
+from spacy_ntk_ner.ner._crf import windows
+from spacy_ntk_ner.ner._crf.lattice import Lattice, Params
+from spacy_ntk_ner.ner._crf.tag_scheme import TagScheme
+from spacy_ntk_ner.ner._crf.windows import plan_chains, space_masks, stitch_doc
+from spacy_ntk_ner.ner.component import NTKEntityRecognizer
 
 TRAIN = [
     ("I like London and Berlin .", [(7, 13, "LOC"), (18, 24, "LOC")]),
@@ -107,13 +108,42 @@ def test_bad_settings_are_named(config: dict, setting: str) -> None:
         nlp.add_pipe("ntk_ner", config=config)
 
 
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_settings() -> List[Tuple[str, Any]]:
+    """The rows of README.md's table of `ntk_ner`'s settings: name and default."""
+    text = README.read_text(encoding="utf8").split("`ntk_ner`'s settings", 1)[1]
+    lines = text.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    end = next(i for i in range(first, len(lines)) if not lines[i].startswith("|"))
+    table = lines[first:end]
+    rows = []
+    for line in table[2:]:  # after the header and its rule
+        cells = [cell.strip().strip("`") for cell in line.split("|")[1:-1]]
+        rows.append((cells[0], json.loads(cells[1])))
+    return rows
+
+
+def test_readme_settings_table_lists_the_defaults() -> None:
+    """The README's settings, their order and defaults (with their types) are the ones
+    of `settings.SETTINGS`, which the factory, the pipe and the renames use."""
+    rows = readme_settings()
+    assert rows == list(ner_settings.SETTINGS.items())
+    assert [type(v) for _, v in rows] == [type(v) for v in ner_settings.SETTINGS.values()]
+    default_config = spacy.blank("en").get_factory_meta("ntk_ner").default_config
+    assert {k: v for k, v in default_config.items() if k not in ("model", "scorer")} == dict(rows)
+    signature = inspect.signature(NTKEntityRecognizer.__init__).parameters
+    assert {name: signature[name].default for name, _ in rows} == dict(rows)
+
+
 OLD_NAMES = {"k": 3, "alpha": 2.5, "alpha_warmup_steps": 7}
 NEW_NAMES = {"n_passes": 3, "agreement_weight": 2.5, "agreement_warmup_steps": 7}
 
 
 def test_old_setting_names_are_read_with_a_deprecation_warning() -> None:
     new = spacy.blank("en").add_pipe("ntk_ner", config=NEW_NAMES)
-    for old_name, new_name in ner_module.RENAMED_SETTINGS.items():
+    for old_name, new_name in ner_settings.RENAMED_SETTINGS.items():
         message = f"'{old_name}' is deprecated: use '{new_name}'"
         with pytest.warns(FutureWarning, match=message):
             one = spacy.blank("en").add_pipe("ntk_ner", config={old_name: OLD_NAMES[old_name]})
@@ -123,7 +153,7 @@ def test_old_setting_names_are_read_with_a_deprecation_warning() -> None:
     assert old.cfg == new.cfg
 
 
-@pytest.mark.parametrize("old_name,new_name", list(ner_module.RENAMED_SETTINGS.items()))
+@pytest.mark.parametrize("old_name,new_name", list(ner_settings.RENAMED_SETTINGS.items()))
 def test_an_old_name_with_its_new_name_is_an_error_naming_both(
     old_name: str, new_name: str
 ) -> None:
@@ -282,7 +312,7 @@ def test_pipe_at_any_batch_size_is_predict_one_doc_at_a_time(
         for got, want in zip(map(_annotations, docs), single):
             assert [a[:3] for a in got] == [a[:3] for a in want]
             numpy.testing.assert_allclose([a[3] for a in got], [a[3] for a in want], atol=1e-6)
-        assert all(len(c) == 1 or len(c) * max(c) <= ner_module.PADDED_BUDGET for c in calls)
+        assert all(len(c) == 1 or len(c) * max(c) <= windows.PADDED_BUDGET for c in calls)
         assert all(c == sorted(c) and min(c) > 0 for c in calls)
     assert len(calls) > 1 and max(len(c) for c in calls) > 4
 
@@ -403,28 +433,28 @@ def test_two_passes_at_dropout_0_equal_one() -> None:
         numpy.testing.assert_allclose(grads[2][key], g1, rtol=1e-6, atol=1e-8, err_msg=str(key))
 
 
-def test_agreement_waits_for_warmup() -> None:
+def test_agreement_waits_for_warmup(monkeypatch: pytest.MonkeyPatch) -> None:
     nlp = spacy.blank("en")
-    ner = nlp.add_pipe(
+    nlp.add_pipe(
         "ntk_ner", config={"n_passes": 2, "agreement_weight": 50.0, "agreement_warmup_steps": 1}
     )
     examples = make_examples(nlp)
     nlp.initialize(lambda: examples)
     seen = []
-    agreement = NTKEntityRecognizer._agreement
+    agreement = crf_loss.agreement_loss
 
     def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
         seen.append(True)
         return agreement(*args, **kwargs)
 
-    ner._agreement = spy  # type: ignore[method-assign]
+    monkeypatch.setattr(crf_loss, "agreement_loss", spy)
     nlp.update(examples, drop=0.2)
     assert seen == []
     nlp.update(examples, drop=0.2)
     assert seen == [True]
 
 
-def test_agreement_warmup_counts_optimizer_steps() -> None:
+def test_agreement_warmup_counts_optimizer_steps(monkeypatch: pytest.MonkeyPatch) -> None:
     """Sub-batches of one optimizer step (spaCy's accumulate_gradient) count once."""
     nlp = spacy.blank("en")
     ner = nlp.add_pipe(
@@ -433,13 +463,13 @@ def test_agreement_warmup_counts_optimizer_steps() -> None:
     examples = make_examples(nlp)
     optimizer = nlp.initialize(lambda: examples)
     seen = []
-    agreement = NTKEntityRecognizer._agreement
+    agreement = crf_loss.agreement_loss
 
     def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
         seen.append(True)
         return agreement(*args, **kwargs)
 
-    ner._agreement = spy  # type: ignore[method-assign]
+    monkeypatch.setattr(crf_loss, "agreement_loss", spy)
     for sub in (examples[:2], examples[2:]):
         ner.update(sub, drop=0.2)
     assert seen == []
@@ -521,8 +551,8 @@ def test_decoder_yields_valid_entities_with_scores(
     trans = (rng.normal(size=(K, K)) * scale).astype("float32")
     start, end = (rng.normal(size=(2, K)) * scale).astype("float32")
     lens = numpy.asarray(lengths, dtype="int32")
-    params = crf.Params(trans, start, end)
-    path = crf.viterbi(numpy, E, lens, params, ts)
+    params = Params(trans, start, end)
+    path = crf.viterbi(Lattice(numpy, E, lens, params, ts))
     for b, n in enumerate(lengths):
         tags = [ts.tags[i] for i in path[b, :n]]
         assert ts.start[path[b, 0]] and ts.end[path[b, n - 1]]
@@ -533,7 +563,7 @@ def test_decoder_yields_valid_entities_with_scores(
                 not (t.startswith("I-") and (i == 0 or tags[i - 1][2:] != t[2:]))
                 for i, t in enumerate(tags)
             )
-    fb = crf.marginals(numpy, E, lens, params, ts)
+    fb = crf.marginals(Lattice(numpy, E, lens, params, ts))
     ents = ts.entities(path, lens)
     doc_idx, starts, ends = ents.doc, ents.first, ents.last
     assert numpy.all(starts <= ends)
@@ -543,7 +573,7 @@ def test_decoder_yields_valid_entities_with_scores(
         for d in set(doc_idx.tolist()):
             s, e = starts[doc_idx == d], ends[doc_idx == d]
             assert numpy.all(s[1:] > e[:-1])
-        logp = crf.span_log_probs(numpy, E, lens, params, fb, path, ents, ts)
+        logp = crf.span_log_probs(Lattice(numpy, E, lens, params, ts), fb, path, ents)
         p = numpy.exp(logp)
         assert p.shape == starts.shape
         assert numpy.all((p >= 0) & (p <= 1))
@@ -579,12 +609,14 @@ def test_crf_gradients_match_finite_differences(scheme: str) -> None:
     ones = numpy.ones(2)
 
     def log_z(E_: numpy.ndarray, trans_: numpy.ndarray) -> float:
-        return float(crf.forward(numpy, E_, lengths, Params(trans_, start, end), ts)[1].sum())
+        return float(
+            crf.forward(Lattice(numpy, E_, lengths, Params(trans_, start, end), ts))[1].sum()
+        )
 
     params = Params(trans, start, end)
-    fb = crf.marginals(numpy, E, lengths, params, ts)
+    fb = crf.marginals(Lattice(numpy, E, lengths, params, ts))
     log_m = fb.log_marginals
-    counts = crf.transition_counts(numpy, E, lengths, params, fb, ts, ones)
+    counts = crf_loss.transition_counts(Lattice(numpy, E, lengths, params, ts), fb, ones)
     eps = 1e-5
     for bi, t, j in [(0, 0, 1), (0, 4, 0), (1, 1, 2), (1, 2, K - 1)]:
         dE = numpy.zeros_like(E)
@@ -645,19 +677,19 @@ def random_emissions(
 
 
 def exact(ner: NTKEntityRecognizer, emissions: List[numpy.ndarray], *spaces: Any) -> List[Any]:
-    saved = ner_module.WINDOW
-    ner_module.WINDOW = 10**9
+    saved = windows.WINDOW
+    windows.WINDOW = 10**9
     try:
         return ner._decode(emissions, *spaces)
     finally:
-        ner_module.WINDOW = saved
+        windows.WINDOW = saved
 
 
 def by_span(doc_ents: List[Tuple[int, int, int, float]]) -> Dict[Tuple[int, int, int], float]:
     return {(s, e, lab): p for s, e, lab, p in doc_ents}
 
 
-LONG = [3000, 1200, 700, ner_module.WINDOW + 1, ner_module.WINDOW, 40, 200]
+LONG = [3000, 1200, 700, windows.WINDOW + 1, windows.WINDOW, 40, 200]
 
 
 @pytest.mark.parametrize("scheme", ["BILUO", "BIO"])
@@ -691,13 +723,13 @@ def test_the_position_loop_runs_over_the_window_not_the_doc(
 ) -> None:
     steps: List[int] = []
     for name in ("viterbi", "marginals"):
-        original = getattr(crf, name)
+        original = getattr(crf_decode, name)
 
-        def counting(xp: Any, E: Any, *args: Any, _f: Any = original, **kw: Any) -> Any:
-            steps.append(E.shape[1])
-            return _f(xp, E, *args, **kw)
+        def counting(lattice: Lattice, *args: Any, _f: Any = original, **kw: Any) -> Any:
+            steps.append(lattice.emissions.shape[1])
+            return _f(lattice, *args, **kw)
 
-        monkeypatch.setattr(crf, name, counting)
+        monkeypatch.setattr(crf_decode, name, counting)
     ner = random_component("BILUO", 0)
     decoded = ner._decode(random_emissions(ner, [10_000, 100], 0))
     assert len(decoded[0]) > 100 and len(steps) >= 2
@@ -719,18 +751,15 @@ def test_stitched_paths_are_valid(scheme: str, n: int, seed: int, scale: float) 
     rng = numpy.random.default_rng(seed)
     E = rng.normal(size=(n, K)) * scale
     trans, start, end = rng.normal(size=(K, K)) * scale, *(rng.normal(size=(2, K)) * scale)
-    chains = _plan_chains(numpy.asarray([n]), 16, overlap=4)
+    chains = plan_chains(numpy.asarray([n]), 16, overlap=4)
     assert chains.length.max() <= 16 and len(chains.doc) > 1
     paths = []
     for a, length, cs, ce in zip(chains.start, chains.length, chains.cut_start, chains.cut_end):
         lens = numpy.asarray([length], dtype="int32")
         cuts = (numpy.asarray([cs]), numpy.asarray([ce]))
-        paths.append(
-            crf.viterbi(numpy, E[None, a : a + length], lens, Params(trans, start, end), ts, cuts)[
-                0
-            ]
-        )
-    path = _stitch_doc(paths, chains.start)
+        lattice = Lattice(numpy, E[None, a : a + length], lens, Params(trans, start, end), ts, cuts)
+        paths.append(crf.viterbi(lattice)[0])
+    path = stitch_doc(paths, chains.start)
     if path is None:
         return
     assert len(path) == n and ts.start[path[0]] and ts.end[path[-1]]
@@ -751,7 +780,7 @@ def test_docs_that_windows_cannot_decode_are_decoded_exactly(
     assert by_span(windowed[0]) == pytest.approx(by_span(whole[0]), abs=1e-12)
     # Windows that agree at no position of a seam: the doc is decoded whole.
     emissions = random_emissions(ner, [1500, 90], 3)
-    monkeypatch.setattr(ner_module, "_stitch_doc", lambda paths, starts: None)
+    monkeypatch.setattr(windows, "stitch_doc", lambda paths, starts: None)
     assert ner._decode(emissions) == exact(ner, emissions)
 
 
@@ -759,7 +788,7 @@ def test_whitespace_tokens_are_never_in_entities() -> None:
     ner = random_component("BILUO", 0)
     words = ["a", "\n", "b", "c", "  ", "d", "\n\n", "e", "f", " ", "g"] * 80
     docs = [Doc(ner.vocab, words=words), Doc(ner.vocab, words=["   "])]
-    spaces = _space_masks(docs)
+    spaces = space_masks(docs)
     assert spaces is not None
     # Emissions that want entities everywhere: without the mask they cover the spaces.
     K = len(ner.tag_scheme.tags)

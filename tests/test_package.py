@@ -24,7 +24,7 @@ def test_factory_module_imports_nothing_heavy(tmp_path: Path) -> None:
         "import sys\n"
         "import spacy, spacy.language, thinc.api\n"
         "before = set(sys.modules)\n"
-        "import spacy_ntk_ner.ner.component, spacy_ntk_ner.ner.models\n"
+        "import spacy_ntk_ner.ner.factory, spacy_ntk_ner.ner.models\n"
         "import spacy_ntk_ner.corpus.readers\n"
         "heavy = ('torch', 'transformers', 'spacy_transformers', 'cupy')\n"
         "new = sorted(m for m in set(sys.modules) - before if m.split('.')[0] in heavy)\n"

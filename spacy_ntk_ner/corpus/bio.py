@@ -31,7 +31,7 @@ from typing import (
 )
 
 from ..errors import UserError
-from .iob import IOB_B, IOB_I, IOB_MISSING, IOB_O
+from .iob import IOB_B, IOB_I, IOB_O
 
 FORMATS = ("auto", "wikiser", "conll")
 SCHEMES = ("auto", "iob2", "iob1", "bioes")

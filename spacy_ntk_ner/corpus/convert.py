@@ -30,6 +30,7 @@ from typing import (
 )
 
 from .._fs import TMP_PREFIX, FolderLock, deferred_sigint
+from ..errors import UserError
 from .bio import (
     IOB_B,
     BIOError,
@@ -41,7 +42,6 @@ from .bio import (
     read_sentences,
 )
 from .docbin import ATTRS, DocBinWriter, token_columns
-from ..errors import UserError
 
 if TYPE_CHECKING:
     from spacy.tokens import Doc

@@ -22,8 +22,8 @@ import srsly
 from spacy.attrs import ENT_IOB, ENT_TYPE, ORTH, SENT_START
 from spacy.strings import get_string_id
 
-from .bio import IOB_I, BIOError, DocRecord, doc_to_tags, label_problem, token_problem
 from ..errors import UserError
+from .bio import IOB_I, BIOError, DocRecord, doc_to_tags, label_problem, token_problem
 
 if TYPE_CHECKING:
     from spacy.language import Language

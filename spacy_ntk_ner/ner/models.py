@@ -1,18 +1,27 @@
-"""Model architectures of the `ntk_ner` component."""
+"""Model architectures of the `ntk_ner` component, and the optimizer step that updates
+their head at its own learning rate."""
 
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Set, Tuple, cast
 
 from spacy.tokens import Doc
 from spacy.util import registry
-from thinc.api import Linear, Model, chain, glorot_uniform_init, with_array, zero_init
+from thinc.api import (
+    Linear,
+    Model,
+    Optimizer,
+    chain,
+    glorot_uniform_init,
+    with_array,
+    zero_init,
+)
 from thinc.types import Floats2d
 
 from ..errors import UserError
 
 ARCH_NAME = "spacy_ntk_ner.TokenClassifier.v1"
 ARCH_NAME_V2 = "spacy_ntk_ner.TokenClassifier.v2"
-# Read by `NTKEntityRecognizer.finish_update`: the head's parameters are updated at
-# this multiple of the optimizer's learning rate.
+# The head's parameters are updated at this multiple of the optimizer's learning rate
+# (`head_scaled_optimizer`).
 HEAD_LR_SCALE = "head_lr_scale"
 
 
@@ -106,3 +115,39 @@ def _init(
         ("end", (n_tags,)),
     ):
         model.set_param(name, model.ops.alloc(shape, dtype="float32"))
+
+
+def head_scaled_optimizer(sgd: Optimizer, model: Model) -> Optimizer:
+    """The optimizer that updates `model`: `sgd`, or, for a model that sets
+    `attrs["head_lr_scale"]` (`TokenClassifier.v2`), `sgd` with its linear layer and
+    CRF updated at that multiple of the rate.
+
+    sgd (Optimizer): The optimizer.
+    model (Model): A model built by one of the architectures above.
+    RETURNS (Optimizer): The optimizer to pass to `model.finish_update`.
+    """
+    scale = float(model.attrs.get(HEAD_LR_SCALE, 1.0))
+    if scale == 1.0:
+        return sgd
+    head = {model.id, model.get_ref("output_layer").id}
+    return cast(Optimizer, _HeadScaledOptimizer(sgd, head, scale))
+
+
+class _HeadScaledOptimizer:
+    """Passes every update on to `sgd`, scaling the learning rate of the parameters
+    of the nodes in `head`. Anything else (averages, the rate itself) is `sgd`'s."""
+
+    def __init__(self, sgd: Optimizer, head: Set[int], scale: float) -> None:
+        self._sgd = sgd
+        self._head = head
+        self._scale = scale
+
+    def __call__(
+        self, key: Tuple[int, str], weights: Any, gradient: Any, *, lr_scale: float = 1.0
+    ) -> Tuple[Any, Any]:
+        if key[0] in self._head:
+            lr_scale *= self._scale
+        return self._sgd(key, weights, gradient, lr_scale=lr_scale)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sgd, name)
