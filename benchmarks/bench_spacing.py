@@ -16,7 +16,8 @@ from typing import List
 
 import spacy
 
-from spacy_ntk_ner.corpus.convert import ReadOptions, read_bio
+from spacy_ntk_ner.corpus.options import ReadOptions
+from spacy_ntk_ner.corpus.readers import read_bio
 
 
 def main() -> None:

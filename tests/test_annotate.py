@@ -24,7 +24,8 @@ from spacy_ntk_ner.annotate.engines.ray import check_nodes
 from spacy_ntk_ner.annotate.inputs import InputOptions
 from spacy_ntk_ner.annotate.job import Settings, annotate
 from spacy_ntk_ner.annotate.records import SpanSource
-from spacy_ntk_ner.corpus.bio import BIOError, space_after
+from spacy_ntk_ner.corpus.files import BIOError
+from spacy_ntk_ner.corpus.grouping import space_after
 from spacy_ntk_ner.errors import UserError
 
 TRAIN = [

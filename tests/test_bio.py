@@ -4,7 +4,11 @@ from typing import List, Tuple
 import pytest
 from util import write
 
-from spacy_ntk_ner.corpus.bio import BIOError, Repair, detect_dialect, read_sentences, space_after
+from spacy_ntk_ner.corpus.dialect import detect_dialect
+from spacy_ntk_ner.corpus.files import BIOError
+from spacy_ntk_ner.corpus.grouping import space_after
+from spacy_ntk_ner.corpus.reader import read_sentences
+from spacy_ntk_ner.corpus.repair import Repair
 
 WIKISER = """<s>
 QEMU\tB-Application

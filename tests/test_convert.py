@@ -9,9 +9,12 @@ from spacy.training import Corpus
 from spacy.vocab import Vocab
 from util import run_cli, write
 
-from spacy_ntk_ner.corpus.bio import DocRecord
-from spacy_ntk_ner.corpus.convert import ReadOptions, assign_split, convert, read_bio, record_to_doc
+from spacy_ntk_ner.corpus.convert import convert
 from spacy_ntk_ner.corpus.docbin import DocBinWriter
+from spacy_ntk_ner.corpus.grouping import DocRecord
+from spacy_ntk_ner.corpus.options import ReadOptions
+from spacy_ntk_ner.corpus.readers import read_bio, record_to_doc
+from spacy_ntk_ner.corpus.splits import assign_split
 
 
 def sentence(i: int, n: int = 3) -> str:

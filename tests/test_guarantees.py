@@ -20,8 +20,9 @@ from util import run_cli, write
 from spacy_ntk_ner.cli import app as cli
 from spacy_ntk_ner.confidence import calibrate as calibration
 from spacy_ntk_ner.corpus import export as export_module
-from spacy_ntk_ner.corpus.convert import ReadOptions, convert
+from spacy_ntk_ner.corpus.convert import convert
 from spacy_ntk_ner.corpus.docbin import DocBinWriter
+from spacy_ntk_ner.corpus.options import ReadOptions
 
 
 def sentence(i: int) -> str:

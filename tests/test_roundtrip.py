@@ -10,9 +10,10 @@ from spacy.tokens import Doc, DocBin
 from spacy.vocab import Vocab
 
 from spacy_ntk_ner.cli import main
-from spacy_ntk_ner.corpus.bio import write_sentences
-from spacy_ntk_ner.corpus.convert import ReadOptions, convert
+from spacy_ntk_ner.corpus.convert import convert
 from spacy_ntk_ner.corpus.docbin import iter_docbin_sentences
+from spacy_ntk_ner.corpus.options import ReadOptions
+from spacy_ntk_ner.corpus.writer import write_sentences
 
 TOKEN = st.text(
     alphabet=st.characters(

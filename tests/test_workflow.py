@@ -13,7 +13,8 @@ import spacy
 from thinc.api import Config
 from util import load_script
 
-from spacy_ntk_ner.corpus.convert import ReadOptions, convert
+from spacy_ntk_ner.corpus.convert import convert
+from spacy_ntk_ner.corpus.options import ReadOptions
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = ["cpu", "cpu-ner", "trf", "trf-ner"]

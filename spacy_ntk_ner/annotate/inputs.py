@@ -7,22 +7,16 @@ Every document gets an id that says where it came from (`FILE:LINE` for a line,
 left out; nothing is dropped without being counted.
 """
 
-import gzip
 import json
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple, cast
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from ..corpus.bio import (
-    IOB_B,
-    IOB_I,
-    BIOError,
-    PathLike,
-    group_sentences,
-    iter_files,
-    read_sentences,
-)
+from ..corpus.files import BIOError, PathLike, decode_line, iter_files, numbered_lines, open_file
+from ..corpus.grouping import group_sentences
+from ..corpus.iob import IOB_B, IOB_I
+from ..corpus.reader import read_sentences
 from ..errors import UserError
 
 INPUT_FORMATS = ("auto", "txt", "jsonl", "spacy", "bio")
@@ -146,44 +140,13 @@ def _check(options: InputOptions) -> None:
         )
 
 
-def _open(path: Path) -> IO[bytes]:
-    try:
-        if path.suffix == ".gz":
-            return cast(IO[bytes], gzip.open(path, "rb"))
-        return path.open("rb")
-    except OSError as err:
-        raise BIOError(path, 0, f"cannot be read ({err.strerror})") from None
-
-
-def _lines(path: Path) -> Iterator[Tuple[int, bytes]]:
-    with _open(path) as fh:
-        try:
-            yield from enumerate(fh, 1)
-        except (OSError, EOFError) as err:
-            # A truncated or corrupt .gz only shows itself while reading.
-            raise BIOError(path, 0, f"cannot be read ({err})") from None
-
-
-def _decode(raw: bytes, lineno: int) -> str:
-    """Decode one line; raises UnicodeDecodeError for bytes that are not UTF-8."""
-    text = raw.decode("utf-8")
-    if lineno == 1 and text.startswith("\ufeff"):
-        text = text[1:]
-    return text.rstrip("\r\n")
-
-
-def _utf8_problem(raw: bytes, err: UnicodeDecodeError) -> str:
-    return f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})"
-
-
 def _read_txt(path: Path, on_error: str, skip: Callable[[str], None]) -> Iterator[Document]:
-    for lineno, raw in _lines(path):
+    for lineno, raw in numbered_lines(path):
         try:
-            text = _decode(raw, lineno)
-        except UnicodeDecodeError as err:
-            problem = BIOError(path, lineno, _utf8_problem(raw, err))
+            text = decode_line(raw, str(path), lineno, allow_nul=True)
+        except BIOError as problem:
             if on_error == "error":
-                raise problem from None
+                raise
             skip(str(problem))
             continue
         yield Document(f"{path}:{lineno}", text)
@@ -192,11 +155,11 @@ def _read_txt(path: Path, on_error: str, skip: Callable[[str], None]) -> Iterato
 def _read_jsonl(
     path: Path, options: InputOptions, skip: Callable[[str], None]
 ) -> Iterator[Document]:
-    for lineno, raw in _lines(path):
+    for lineno, raw in numbered_lines(path):
         if not raw.strip():
             continue  # a blank line holds no object: there is nothing to lose
         try:
-            doc = _parse_object(raw, lineno, f"{path}:{lineno}", options)
+            doc = _parse_object(raw, path, lineno, options)
         except ValueError as err:
             problem = BIOError(path, lineno, str(err))
             if options.on_error == "error":
@@ -206,12 +169,12 @@ def _read_jsonl(
         yield doc
 
 
-def _parse_object(raw: bytes, lineno: int, where: str, options: InputOptions) -> Document:
+def _parse_object(raw: bytes, path: Path, lineno: int, options: InputOptions) -> Document:
     """Read one JSONL line; raises ValueError saying what is wrong with it."""
     try:
-        line = _decode(raw, lineno)
-    except UnicodeDecodeError as err:
-        raise UserError(_utf8_problem(raw, err)) from None
+        line = decode_line(raw, str(path), lineno, allow_nul=True)
+    except BIOError as err:
+        raise UserError(err.message) from None
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as err:
@@ -225,7 +188,7 @@ def _parse_object(raw: bytes, lineno: int, where: str, options: InputOptions) ->
         raise UserError(f"{options.text_key!r} is {type(text).__name__}, not a string")
     doc_id = obj.pop(options.id_key, None)
     if doc_id is None:
-        return Document(where, text, obj)
+        return Document(f"{path}:{lineno}", text, obj)
     return Document(doc_id, text, obj, given_id=True)
 
 
@@ -233,7 +196,7 @@ def _read_docbin(path: Path) -> Iterator[Document]:
     from spacy.tokens import DocBin
     from spacy.vocab import Vocab
 
-    with _open(path) as fh:
+    with open_file(path) as fh:
         try:
             data = fh.read()
         except (OSError, EOFError) as err:

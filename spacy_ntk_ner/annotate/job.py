@@ -25,7 +25,7 @@ from typing import IO, Any, Callable, Dict, Generator, Iterator, List, Optional,
 
 from .. import __version__
 from .._fs import FolderLock
-from ..corpus.bio import PathLike
+from ..corpus.files import PathLike
 from ..errors import UserError
 from ..loading import load_pipeline
 from .engines.local import run_pool

@@ -16,9 +16,11 @@ from typing import Any, Callable, Dict, Optional, Sequence
 from ..annotate.inputs import INPUT_FORMATS, ON_ERROR, InputOptions
 from ..annotate.job import Settings, annotate, format_annotate_report
 from ..confidence.calibrate import calibrate_saved, format_calibration
-from ..corpus.bio import DELIMITERS, FORMATS, ON_INVALID, SCHEMES, BIOError, iter_files
-from ..corpus.convert import ReadOptions, convert, format_convert_report
+from ..corpus.convert import convert
 from ..corpus.export import export
+from ..corpus.files import BIOError, iter_files
+from ..corpus.options import DELIMITERS, FORMATS, ON_INVALID, SCHEMES, ReadOptions
+from ..corpus.stats import format_convert_report
 from ..errors import UserError
 from ..evaluate.evaluate import evaluate, format_table, visualize
 from ..evaluate.html import evaluate_with_report

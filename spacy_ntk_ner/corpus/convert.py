@@ -1,276 +1,53 @@
-"""Turn BIO corpora into spaCy Docs and sharded DocBin files.
-
-`read_bio` yields `Doc` objects; `convert` streams whole corpora into
-`OUTPUT_DIR/<split>/shard-NNNNN.spacy` files that `spacy train` reads as a
-directory, and a `stats.json` report beside them.
+"""`convert`: stream BIO corpora into `OUTPUT_DIR/<split>/shard-NNNNN.spacy` files that
+`spacy train` reads as a directory, and a `stats.json` report beside them, transactionally.
 """
 
-import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import compress
 from pathlib import Path
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Callable,
-    Collection,
-    DefaultDict,
-    Dict,
-    Iterator,
-    List,
-    Optional,
-    Sequence,
-    Set,
-    Tuple,
-)
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from .._fs import TMP_PREFIX, FolderLock, deferred_sigint
 from ..errors import UserError
-from .bio import (
-    IOB_B,
-    BIOError,
-    DocRecord,
-    PathLike,
-    Repair,
-    group_sentences,
-    iter_files,
-    read_sentences,
-)
-from .docbin import ATTRS, DocBinWriter, token_columns
+from .docbin import DocBinWriter
+from .files import BIOError, PathLike, iter_files
+from .grouping import DocRecord, iter_records
+from .iob import IOB_B
+from .options import ReadOptions
+from .splits import assign_split, parse_split
+from .stats import STATS, ConvertStats, SplitStats
 
-if TYPE_CHECKING:
-    from spacy.tokens import Doc
-    from spacy.vocab import Vocab
-
-# How many example locations the report keeps for each kind of repair.
-N_EXAMPLES = 5
-# The report `convert` writes; it also lists the shards it wrote, so that a later run
-# replaces exactly those and leaves every other file alone.
-STATS = "stats.json"
 # How many files not written by `convert` an error message names.
 N_NAMED = 5
 
 
 @dataclass(frozen=True)
-class ReadOptions:
-    """How to read the input files (see `read_sentences`).
-
-    format (str): "auto", "wikiser" or "conll".
-    delimiter (str): "auto", "tab" or "space".
-    tag_column (Optional[int]): 1-based tag column, or None to detect it.
-    scheme (str): "auto", "iob2", "iob1" or "bioes".
-    on_invalid (str): "repair" or "error".
-    glob (str): Which files to take under a directory.
-    n_sents (int): Sentences per Doc (0: one Doc per document).
-    plain_spaces (bool): One space between every two tokens instead of reconstructed spacing.
-    """
-
-    format: str = "auto"
-    delimiter: str = "auto"
-    tag_column: Optional[int] = None
-    scheme: str = "auto"
-    on_invalid: str = "repair"
-    glob: str = "*"
-    n_sents: int = 1
-    plain_spaces: bool = False
-
-
-@dataclass
-class SplitStats:
-    """Counts for one split.
-
-    docs (int): Docs written.
-    sentences (int): Sentences.
-    tokens (int): Tokens.
-    entities (Counter): Entities per label.
-    shards (int): Files written.
-    """
-
-    docs: int = 0
-    sentences: int = 0
-    tokens: int = 0
-    entities: Counter = field(default_factory=Counter)
-    shards: int = 0
-
-    def to_dict(self) -> Dict[str, Any]:
-        return {
-            "docs": self.docs,
-            "sentences": self.sentences,
-            "tokens": self.tokens,
-            "entities": dict(sorted(self.entities.items())),
-            "shards": self.shards,
-        }
-
-
-@dataclass
-class ConvertStats:
-    """What `convert` read and wrote.
-
-    files (int): Input files read.
-    splits (Dict[str, SplitStats]): Counts per split.
-    repairs (Counter): Repaired tags per kind.
-    repair_examples (Dict[str, List[str]]): The first `FILE:LINE: message`s of each kind.
-    outputs (List[str]): The shards written, relative to the output folder.
-    """
-
-    files: int = 0
-    splits: Dict[str, SplitStats] = field(default_factory=dict)
-    repairs: Counter = field(default_factory=Counter)
-    repair_examples: DefaultDict[str, List[str]] = field(default_factory=lambda: defaultdict(list))
-    outputs: List[str] = field(default_factory=list)
-
-    def add_repair(self, repair: Repair) -> None:
-        self.repairs[repair.kind] += 1
-        examples = self.repair_examples[repair.kind]
-        if len(examples) < N_EXAMPLES:
-            examples.append(f"{repair.path}:{repair.line}: {repair.message}")
-
-    def to_dict(self) -> Dict[str, Any]:
-        return {
-            "files": self.files,
-            "splits": {name: s.to_dict() for name, s in self.splits.items()},
-            "repairs": {
-                kind: {"count": n, "examples": self.repair_examples[kind]}
-                for kind, n in sorted(self.repairs.items())
-            },
-            "outputs": list(self.outputs),
-        }
-
-
-def parse_split(spec: str) -> List[Tuple[str, float]]:
-    """Parse a split such as `train=0.8,dev=0.1,test=0.1`.
-
-    spec (str): Comma-separated `name=fraction` pairs that add up to 1.
-    RETURNS (List[Tuple[str, float]]): The names and fractions, in order.
-    """
-    parts = []
-    for item in spec.split(","):
-        name, sep, value = item.partition("=")
-        name = name.strip()
-        try:
-            frac = float(value)
-        except ValueError:
-            frac = -1.0
-        if not sep or not name or not name.replace("-", "").replace("_", "").isalnum():
-            raise UserError(f"--split: {item!r} is not NAME=FRACTION")
-        if not 0 < frac <= 1:
-            raise UserError(f"--split: the fraction of {name!r} must be in (0, 1], not {value!r}")
-        parts.append((name, frac))
-    names = [n for n, _ in parts]
-    if len(set(names)) != len(names):
-        raise UserError(f"--split: a name appears twice in {spec!r}")
-    total = sum(f for _, f in parts)
-    if abs(total - 1.0) > 1e-6:
-        raise UserError(f"--split: the fractions add up to {total:g}, not 1")
-    return parts
-
-
-def assign_split(key: str, splits: Sequence[Tuple[str, float]], seed: int) -> str:
-    """Pick a document's split from a hash of its key, so it never depends on other documents.
-
-    key (str): Names the document.
-    splits (Sequence[Tuple[str, float]]): The split names and fractions.
-    seed (int): Changes the assignment.
-    RETURNS (str): The split's name.
-    """
-    digest = hashlib.blake2b(f"{seed}\x00{key}".encode(), digest_size=8).digest()
-    u = int.from_bytes(digest, "little") / 2**64
-    acc = 0.0
-    for name, frac in splits:
-        acc += frac
-        if u < acc:
-            return name
-    return splits[-1][0]
-
-
-def iter_records(
-    inputs: Sequence[PathLike],
-    options: ReadOptions = ReadOptions(),
-    on_repair: Optional[Callable[[Repair], None]] = None,
-    on_progress: Optional[Callable[[int], None]] = None,
-    on_file: Optional[Callable[[Path], None]] = None,
-    exclude: Collection[Path] = frozenset(),
-) -> Iterator[DocRecord]:
-    """Stream Doc records from files and directories, each keyed by its document.
+class _ConvertRequest:
+    """What one `convert` reads and how it shards it (see `convert`).
 
     inputs (Sequence[PathLike]): Files and directories.
     options (ReadOptions): How to read them.
-    on_repair (Optional[Callable[[Repair], None]]): Called for every repaired tag.
+    splits (List[Tuple[str, float]]): Split names and fractions; ("all", 1.0) for none.
+    by_split (bool): Whether shards go into a folder per split.
+    seed (int): Seed of the split.
+    shard_size (int): At most this many Docs per shard.
     on_progress (Optional[Callable[[int], None]]): Called with bytes read.
-    on_file (Optional[Callable[[Path], None]]): Called as each file is opened.
-    exclude (Collection[Path]): Resolved paths of files to skip under a directory.
-    YIELDS (DocRecord): The records.
     """
-    if options.n_sents < 0:
-        raise UserError(f"--n-sents must be 0 or more, not {options.n_sents}")
-    for path, rel in iter_files(inputs, options.glob, exclude):
-        if on_file is not None:
-            on_file(path)
-        sentences = read_sentences(
-            path,
-            format=options.format,
-            delimiter=options.delimiter,
-            tag_column=options.tag_column,
-            scheme=options.scheme,
-            on_invalid=options.on_invalid,
-            on_repair=on_repair,
-            on_progress=on_progress,
-        )
-        key = rel or path.name
-        for rec in group_sentences(
-            sentences, options.n_sents, key, bool(rel), options.plain_spaces
-        ):
-            if not rec.key:
-                rec.key = "\n".join(rec.words)
-            yield rec
+
+    inputs: Sequence[PathLike]
+    options: ReadOptions
+    splits: List[Tuple[str, float]]
+    by_split: bool
+    seed: int
+    shard_size: int
+    on_progress: Optional[Callable[[int], None]]
 
 
-def read_bio(
-    path: PathLike,
-    vocab: Optional["Vocab"] = None,
-    options: ReadOptions = ReadOptions(),
-    on_repair: Optional[Callable[[Repair], None]] = None,
-) -> Iterator["Doc"]:
-    """Read a BIO file or directory as spaCy Docs with entities and sentence starts.
-
-    path (PathLike): A file or a directory.
-    vocab (Optional[Vocab]): The vocab for the Docs; a new one if None.
-    options (ReadOptions): How to read it.
-    on_repair (Optional[Callable[[Repair], None]]): Called for every repaired tag.
-    YIELDS (Doc): The Docs.
-    """
-    from spacy.vocab import Vocab
-
-    vocab = vocab if vocab is not None else Vocab()
-    for rec in iter_records([path], options, on_repair):
-        yield record_to_doc(rec, vocab)
-
-
-def record_to_doc(rec: DocRecord, vocab: "Vocab") -> "Doc":
-    """Build a Doc from a record.
-
-    rec (DocRecord): The record.
-    vocab (Vocab): The vocab.
-    RETURNS (Doc): The Doc.
-    """
-    from spacy.tokens import Doc
-
-    doc = Doc(vocab, words=rec.words, spaces=rec.spaces)
-    add = vocab.strings.add
-
-    def string_id(s: str) -> int:
-        return add(s) if s else 0
-
-    columns = token_columns(rec.words, rec.labels, rec.iob, rec.sent_starts, string_id)
-    return doc.from_array(ATTRS, columns)  # type: ignore[arg-type]
-
-
-class _ShardSink:
+class _ShardWriter:
     """Writes a split's records in shards of at most `shard_size` Docs."""
 
     def __init__(
@@ -339,7 +116,15 @@ def convert(
         raise UserError(f"--shard-size must be at least 1, not {shard_size}")
     if options.n_sents < 0:
         raise UserError(f"--n-sents must be 0 or more, not {options.n_sents}")
-    splits = parse_split(split) if split else [("all", 1.0)]
+    request = _ConvertRequest(
+        inputs,
+        options,
+        parse_split(split) if split else [("all", 1.0)],
+        bool(split),
+        seed,
+        shard_size,
+        on_progress,
+    )
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: the output must be a directory")
@@ -347,41 +132,27 @@ def convert(
     out.mkdir(parents=True, exist_ok=True)
     try:
         with FolderLock(out, "convert"):
-            return _convert_locked(
-                inputs, out, options, splits, bool(split), seed, shard_size, on_progress, overwrite
-            )
+            return _convert_locked(request, out, overwrite)
     except BaseException:
         if created:
             _rmdir_if_empty(out)
         raise
 
 
-def _convert_locked(
-    inputs: Sequence[PathLike],
-    out: Path,
-    options: ReadOptions,
-    splits: List[Tuple[str, float]],
-    by_split: bool,
-    seed: int,
-    shard_size: int,
-    on_progress: Optional[Callable[[int], None]],
-    overwrite: bool,
-) -> ConvertStats:
+def _convert_locked(request: _ConvertRequest, out: Path, overwrite: bool) -> ConvertStats:
     for stale in out.glob(TMP_PREFIX + "*"):
         # Left by a run that was killed; the lock says no run is using it now.
         shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
     previous = previous_outputs(out)
-    _check_inputs(inputs, options.glob, previous)
-    _refuse_foreign(out, previous, inputs, options.glob)
+    _check_inputs(request.inputs, request.options.glob, previous)
+    _refuse_foreign(out, previous, request.inputs, request.options.glob)
     if overwrite:
         _remove_outputs(out, previous)
         previous = set()
     tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=out))
     try:
-        stats = _write_shards(
-            inputs, tmp, options, splits, by_split, seed, shard_size, on_progress, previous
-        )
-        if len(splits) > 1 and sum(s.docs for s in stats.splits.values()) == 1:
+        stats = _write_shards(request, tmp, previous)
+        if len(request.splits) > 1 and sum(s.docs for s in stats.splits.values()) == 1:
             raise UserError(
                 "--split: the input is a single document (with --n-sents 0, a file without "
                 "-DOCSTART- is one document); one document cannot be split"
@@ -393,37 +164,37 @@ def _convert_locked(
     return stats
 
 
-def _write_shards(
-    inputs: Sequence[PathLike],
-    tmp: Path,
-    options: ReadOptions,
-    splits: List[Tuple[str, float]],
-    by_split: bool,
-    seed: int,
-    shard_size: int,
-    on_progress: Optional[Callable[[int], None]],
-    exclude: Set[Path],
-) -> ConvertStats:
+def _write_shards(request: _ConvertRequest, tmp: Path, exclude: Set[Path]) -> ConvertStats:
     stats = ConvertStats()
-    sinks: Dict[str, _ShardSink] = {}
+    splits = request.splits
+    shard_writers: Dict[str, _ShardWriter] = {}
     for name, _ in splits:
         stats.splits[name] = SplitStats()
-        folder = f"{name}/" if by_split else ""
-        sinks[name] = _ShardSink(tmp, folder, shard_size, stats.splits[name], stats.outputs)
+        folder = f"{name}/" if request.by_split else ""
+        shard_writers[name] = _ShardWriter(
+            tmp, folder, request.shard_size, stats.splits[name], stats.outputs
+        )
 
     def count_file(_: Path) -> None:
         stats.files += 1
 
-    records = iter_records(inputs, options, stats.add_repair, on_progress, count_file, exclude)
+    records = iter_records(
+        request.inputs,
+        request.options,
+        stats.add_repair,
+        request.on_progress,
+        count_file,
+        exclude,
+    )
     if len(splits) == 1:
-        sink = sinks[splits[0][0]]
+        shard_writer = shard_writers[splits[0][0]]
         for rec in records:
-            sink.add(rec)
+            shard_writer.add(rec)
     else:
         for rec in records:
-            sinks[assign_split(rec.key, splits, seed)].add(rec)
-    for sink in sinks.values():
-        sink.flush()
+            shard_writers[assign_split(rec.key, splits, request.seed)].add(rec)
+    for shard_writer in shard_writers.values():
+        shard_writer.flush()
     return stats
 
 
@@ -452,13 +223,13 @@ def previous_outputs(out: Path) -> Set[Path]:
                 if split == "all":
                     names.append(f"shard-{i:05d}.spacy")
     root = out.resolve()
-    found = {path.resolve()}
+    written = {path.resolve()}
     for name in names:
         p = (root / str(name)).resolve()
         # Only files inside the folder: a tampered list must not reach outside it.
         if p.is_file() and root in p.parents:
-            found.add(p)
-    return found
+            written.add(p)
+    return written
 
 
 def _check_inputs(inputs: Sequence[PathLike], glob: str, previous: Set[Path]) -> None:
@@ -523,41 +294,3 @@ def _rmdir_if_empty(folder: Path) -> None:
         folder.rmdir()
     except OSError:
         pass
-
-
-def format_convert_report(stats: Dict[str, Any], output_dir: Path) -> str:
-    """Lay out `stats.json` as tables.
-
-    stats (Dict[str, Any]): What `ConvertStats.to_dict` returns.
-    output_dir (Path): Where the shards were written.
-    RETURNS (str): The report.
-    """
-    splits: Dict[str, Dict[str, Any]] = stats["splits"]
-    names = list(splits)
-    rows: List[Tuple[str, ...]] = [("", *names)]
-    for key in ("docs", "sentences", "tokens", "shards"):
-        rows.append((key, *(f"{splits[n][key]:,}" for n in names)))
-    labels = sorted({label for s in splits.values() for label in s["entities"]})
-    rows.append(("entities", *(f"{sum(splits[n]['entities'].values()):,}" for n in names)))
-    for label in labels:
-        rows.append((f"  {label}", *(f"{splits[n]['entities'].get(label, 0):,}" for n in names)))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = [f"Converted {stats['files']} file(s) into {output_dir}"]
-    for r in rows:
-        lines.append(
-            "  ".join(
-                cell.ljust(w) if i == 0 else cell.rjust(w)
-                for i, (cell, w) in enumerate(zip(r, widths))
-            )
-        )
-    repairs = stats["repairs"]
-    if repairs:
-        total = sum(r["count"] for r in repairs.values())
-        lines.append(f"Repaired {total:,} ill-formed tag(s):")
-        for kind, r in repairs.items():
-            lines.append(f"  {r['count']:>8,}  {kind}")
-            lines.extend(f"            {ex}" for ex in r["examples"])
-    else:
-        lines.append("No ill-formed tags.")
-    lines.append(f"Report: {output_dir / 'stats.json'}")
-    return "\n".join(lines)

@@ -15,19 +15,22 @@ Reading: the `.spacy` files of a file or folder in shard order, as BIO sentences
 import re
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple, Union
 
 import numpy
 import srsly
 from spacy.attrs import ENT_IOB, ENT_TYPE, ORTH, SENT_START
+from spacy.language import Language
 from spacy.strings import get_string_id
+from spacy.tokens import DocBin
+from spacy.training import Corpus, Example
+from spacy.vocab import Vocab
 
 from ..errors import UserError
-from .bio import IOB_I, BIOError, DocRecord, doc_to_tags, label_problem, token_problem
-
-if TYPE_CHECKING:
-    from spacy.language import Language
-    from spacy.training import Example
+from .files import BIOError
+from .grouping import DocRecord
+from .iob import IOB_I
+from .writer import doc_to_tags, label_problem, token_problem
 
 # DocBin requires ORTH first and the rest sorted, as `DocBin.__init__` orders them.
 ATTRS = [ORTH] + sorted([ENT_IOB, ENT_TYPE, SENT_START])
@@ -158,9 +161,6 @@ def iter_docbin_sentences(path: Path) -> Iterator[Tuple[List[str], List[str]]]:
     path (Path): A `.spacy` file or a directory.
     YIELDS (Tuple[List[str], List[str]]): Tokens and IOB2 tags of each sentence.
     """
-    from spacy.tokens import DocBin
-    from spacy.vocab import Vocab
-
     vocab = Vocab()
     for f in docbin_files(path):
         try:
@@ -199,7 +199,7 @@ def _check_sentences(path: Path, doc_index: int, starts: List[int], iob: List[in
             )
 
 
-def load_examples(nlp: "Language", data: Path, limit: int = 0) -> List["Example"]:
+def load_examples(nlp: Language, data: Path, limit: int = 0) -> List[Example]:
     """Read the examples of a `.spacy` file or folder, with a clear error if there are none.
 
     nlp (Language): The pipeline whose tokenizer makes the predicted docs.
@@ -207,8 +207,6 @@ def load_examples(nlp: "Language", data: Path, limit: int = 0) -> List["Example"
     limit (int): At most this many (0: all).
     RETURNS (List[Example]): The examples.
     """
-    from spacy.training import Corpus
-
     if not data.exists():
         raise UserError(f"{data}: no such file or directory")
     if data.is_dir() and not any(data.rglob("*.spacy")):

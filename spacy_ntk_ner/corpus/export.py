@@ -7,16 +7,17 @@ the target, which is renamed over it only when complete: a failure leaves the ol
 from pathlib import Path
 
 from .._fs import atomic_file
-from .bio import BIOError, write_sentences
 from .docbin import docbin_files, iter_docbin_sentences
+from .files import BIOError
+from .writer import write_sentences
 
 
-def export(input_path: Path, output: Path, format: str = "wikiser") -> int:
+def export(input_path: Path, output: Path, block_format: str = "wikiser") -> int:
     """Write the tokens, IOB2 tags and sentences of DocBin files as BIO text.
 
     input_path (Path): A `.spacy` file or a folder of them (read in shard order).
     output (Path): The BIO file to write; never one of the inputs.
-    format (str): "wikiser" (`<s>` blocks) or "conll" (blank lines).
+    block_format (str): "wikiser" (`<s>` blocks) or "conll" (blank lines).
     RETURNS (int): The number of sentences written.
     """
     files = docbin_files(input_path)
@@ -26,4 +27,4 @@ def export(input_path: Path, output: Path, format: str = "wikiser") -> int:
     if any(target == f.resolve() for f in files) or target == input_path.resolve():
         raise BIOError(output, 0, "is one of the inputs; name another file to write")
     with atomic_file(output) as fh:
-        return write_sentences(fh, iter_docbin_sentences(input_path), format)
+        return write_sentences(fh, iter_docbin_sentences(input_path), block_format)
