@@ -3,11 +3,12 @@
 Usage: python scripts/install_check.py WHEEL_DIR PACKAGE_NAME [--text TEXT] [--venv DIR]
        [--constraint REQ ...] [--output RESULT.json]
 
-The model wheel requires `spacy-ntk-ner` (as `spacy package` recorded); this script
-builds this repository's own wheel and offers it to pip with --find-links, so the
-check works before the package is on an index. In the new environment it runs
-`spacy.load(PACKAGE_NAME)` in a script that never imports spacy_ntk_ner, and prints
-the entities of TEXT with their scores. Exit status 0 only if all of that works.
+The model wheel requires `spacy-ntk-ner` (as `spacy package` recorded); the package
+step leaves this package's own wheel beside it, and this script installs the model
+wheel with that folder as pip's --find-links, as a colleague given the folder would.
+In the new environment it runs `spacy.load(PACKAGE_NAME)` in a script that never
+imports spacy_ntk_ner, and prints the entities of TEXT with their scores. Exit status
+0 only if all of that works.
 
 The environment (some 340 MB) lives in a temporary folder that is removed at the end,
 unless `--venv` names a folder to keep it in. `--output` records the result as JSON
@@ -24,8 +25,6 @@ import tempfile
 import venv
 from pathlib import Path
 from typing import Any, Dict, List, Optional
-
-REPO = Path(__file__).resolve().parent.parent
 
 LOAD = """
 import json, sys
@@ -60,9 +59,16 @@ def main() -> int:
     )
     parser.add_argument("--output", type=Path, default=None, help="write the result as JSON")
     args = parser.parse_args()
-    wheels = sorted(args.wheel_dir.glob("*.whl"))
+    wheels = sorted(args.wheel_dir.glob(f"{args.name}-*.whl"))
     if not wheels:
-        print(f"error: {args.wheel_dir}: no .whl file (run the package step)", file=sys.stderr)
+        print(
+            f"error: {args.wheel_dir}: no {args.name} wheel (run the package step)", file=sys.stderr
+        )
+        return 1
+    if not list(args.wheel_dir.glob("spacy_ntk_ner-*.whl")):
+        print(
+            f"error: {args.wheel_dir}: no spacy_ntk_ner wheel beside the model's", file=sys.stderr
+        )
         return 1
     with tempfile.TemporaryDirectory(prefix="ntk-install-check-") as tmp:
         out = _check(Path(tmp), args.venv, wheels[-1], args.name, args.text, args.constraint)
@@ -92,9 +98,7 @@ def _check(
     env_dir = env_dir or tmp / "venv"
     venv.create(env_dir, with_pip=True, clear=True)
     py = env_dir / "bin" / "python"
-    links = tmp / "wheels"
-    pip_wheel = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
-    subprocess.run([*pip_wheel, "-w", str(links), str(REPO)], check=True)
+    links = wheel.parent
     constraints = tmp / "constraints.txt"
     constraints.write_text("\n".join(constraint) + "\n")
     pip_install = [str(py), "-m", "pip", "install", "-q", "--find-links", str(links)]

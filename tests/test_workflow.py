@@ -3,6 +3,7 @@ packaged wheel that installs and loads by name in a fresh virtual environment.""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 import spacy
 from thinc.api import Config
 from util import load_script
+from weasel.util import load_project_config
 
 from spacy_ntk_ner.corpus.convert import convert
 from spacy_ntk_ner.corpus.options import ReadOptions
@@ -71,8 +73,6 @@ def test_config_passes_debug_config(name: str, corpus: Path, tmp_path: Path) -> 
 
 
 def test_project_yml_is_valid() -> None:
-    from weasel.util import load_project_config
-
     project = load_project_config(REPO)
     assert {"all", "all-gpu", "wikiser"} <= set(project["workflows"])
     commands = {c["name"]: c for c in project["commands"]}
@@ -187,6 +187,25 @@ def test_packaged_wheel_installs_and_loads_by_name(corpus: Path, tmp_path: Path)
     )
     meta = json.loads((packages / "en_ntk_tiny-0.0.1" / "meta.json").read_text())
     assert any(r.startswith("spacy-ntk-ner>=") for r in meta["requirements"])
+    dist = packages / "en_ntk_tiny-0.0.1" / "dist"
+    # The project's package step lays this package's wheel beside the model's.
+    project = {c["name"]: c for c in load_project_config(REPO)["commands"]}
+    assert any("pip wheel" in line for line in project["package"]["script"])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(dist),
+            str(REPO),
+        ],
+        tmp_path,
+    )
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     result = tmp_path / "metrics" / "install-check.json"
@@ -239,3 +258,30 @@ def test_run_logged_keeps_chatter_in_the_log(tmp_path: Path) -> None:
     )
     assert bad.returncode == 3
     assert "line one" in bad.stderr and f"full log: {bad_log}" in bad.stderr
+
+
+@pytest.mark.slow
+def test_the_project_trains_on_a_users_bio_file(tmp_path: Path) -> None:
+    """`spacy project run convert` and `train` on the user's own BIO file, named by
+    `--vars.data`; the corpus and the model land where the variables say."""
+    for name in ("project.yml", "configs", "scripts"):
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    names = ["Alpha", "Beta", "Gamma", "Delta", "Omega", "Sigma", "Kappa"]
+    sentences = [
+        f"{a}\tB-Application\nuses\tO\n{b}\tB-Library\non\tO\nLinux\tB-Operating_System\n"
+        for a in names
+        for b in names
+        if a != b
+    ]
+    (tmp_path / "mine.bio").write_text("\n".join(sentences), encoding="utf8")
+    spacy_project = [sys.executable, "-m", "spacy", "project", "run"]
+    data = ["--vars.data", "mine.bio", "--vars.dataset", "mine"]
+    run([*spacy_project, "convert", ".", *data], tmp_path)
+    stats = json.loads((tmp_path / "corpus" / "mine" / "stats.json").read_text())
+    assert sum(s["sentences"] for s in stats["splits"].values()) == len(sentences)
+    assert sum(s["tokens"] for s in stats["splits"].values()) == 5 * len(sentences)
+    steps = ["--vars.max_steps", "20", "--vars.eval_frequency", "10", "--vars.name", "mine"]
+    run([*spacy_project, "train", ".", *data, *steps], tmp_path)
+    nlp = spacy.load(tmp_path / "training" / "mine" / "model-best")
+    assert set(nlp.get_pipe("ntk_ner").labels) == {"Application", "Library", "Operating_System"}
