@@ -1,10 +1,10 @@
 """The CRF against brute force over every tag sequence, in float16, and on cupy."""
 
-import itertools
 from typing import Any, Dict, List, Tuple
 
 import numpy
 import pytest
+from util import scored_paths
 
 from spacy_ntk_ner.ner._crf import lattice as crf
 from spacy_ntk_ner.ner._crf import loss as crf_loss
@@ -33,14 +33,7 @@ def brute_force(p: Dict[str, Any], b: int) -> Tuple[float, numpy.ndarray, List[i
     """log Z, the tag marginals and the best sequence of doc b, over every sequence."""
     ts, n = p["scheme"], int(p["lengths"][b])
     K = len(ts.tags)
-    scores = {}
-    for seq in itertools.product(range(K), repeat=n):
-        if not ts.start[seq[0]] or not ts.end[seq[-1]]:
-            continue
-        if not all(ts.allowed[i, j] for i, j in zip(seq, seq[1:])):
-            continue
-        s = p["start"][seq[0]] + p["end"][seq[-1]] + sum(p["E"][b, t, j] for t, j in enumerate(seq))
-        scores[seq] = s + sum(p["trans"][i, j] for i, j in zip(seq, seq[1:]))
+    scores = dict(scored_paths(ts, p["E"][b, :n], p["trans"], p["start"], p["end"]))
     values = numpy.asarray(list(scores.values()))
     log_z = float(numpy.logaddexp.reduce(values))
     marg = numpy.zeros((n, K))
@@ -168,17 +161,9 @@ def brute_force_span_prob(p: Dict[str, Any], b: int, tags: List[int], s: int, e:
     """P(the entity decoded at tokens s..e of doc b is exactly right): the tags there
     are the decoded ones and, under BIO, the next tag does not continue the entity."""
     ts, n = p["scheme"], int(p["lengths"][b])
-    K = len(ts.tags)
     inside = int(ts.inside[tags[s]]) if ts.name == "BIO" else -1
     total, hit = [], []
-    for seq in itertools.product(range(K), repeat=n):
-        if not ts.start[seq[0]] or not ts.end[seq[-1]]:
-            continue
-        if not all(ts.allowed[i, j] for i, j in zip(seq, seq[1:])):
-            continue
-        score = p["start"][seq[0]] + p["end"][seq[-1]]
-        score += sum(p["E"][b, t, j] for t, j in enumerate(seq))
-        score += sum(p["trans"][i, j] for i, j in zip(seq, seq[1:]))
+    for seq, score in scored_paths(ts, p["E"][b, :n], p["trans"], p["start"], p["end"]):
         total.append(score)
         same = list(seq[s : e + 1]) == tags[s : e + 1]
         if same and not (e + 1 < n and seq[e + 1] == inside):

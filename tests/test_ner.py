@@ -16,6 +16,7 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example
 from spacy.util import load_model_from_config, registry
 from thinc.api import SGD, fix_random_seed
+from util import scored_paths, train_pipeline
 
 from spacy_ntk_ner.ner import settings as ner_settings
 from spacy_ntk_ner.ner._crf import decode as crf_decode
@@ -40,13 +41,7 @@ def make_examples(nlp: Language) -> List[Example]:
 
 
 def train(config: dict, steps: int = 50, drop: float = 0.1) -> Language:
-    fix_random_seed(0)
-    nlp = spacy.blank("en")
-    nlp.add_pipe("ntk_ner", config=config)
-    examples = make_examples(nlp)
-    optimizer = nlp.initialize(lambda: examples)
-    for _ in range(steps):
-        nlp.update(examples, sgd=optimizer, drop=drop)
+    nlp, _ = train_pipeline(make_examples, {"ntk_ner": config}, steps=steps, drop=drop)
     return nlp
 
 
@@ -111,9 +106,10 @@ def test_bad_settings_are_named(config: dict, setting: str) -> None:
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-def readme_settings() -> List[Tuple[str, Any]]:
-    """The rows of README.md's table of `ntk_ner`'s settings: name and default."""
-    text = README.read_text(encoding="utf8").split("`ntk_ner`'s settings", 1)[1]
+def readme_settings(page: Path = README) -> List[Tuple[str, Any]]:
+    """The rows of the table of `ntk_ner`'s settings under "## Settings" in a page of
+    the docs: name and default."""
+    text = page.read_text(encoding="utf8").split("## Settings", 1)[1]
     lines = text.splitlines()
     first = next(i for i, line in enumerate(lines) if line.startswith("|"))
     end = next(i for i in range(first, len(lines)) if not lines[i].startswith("|"))
@@ -125,10 +121,11 @@ def readme_settings() -> List[Tuple[str, Any]]:
     return rows
 
 
-def test_readme_settings_table_lists_the_defaults() -> None:
-    """The README's settings, their order and defaults (with their types) are the ones
-    of `settings.SETTINGS`, which the factory, the pipe and the renames use."""
-    rows = readme_settings()
+@pytest.mark.parametrize("page", [README, README.parent / "docs" / "component.md"])
+def test_readme_settings_table_lists_the_defaults(page: Path) -> None:
+    """The settings the docs list, their order and defaults (with their types) are the
+    ones of `settings.SETTINGS`, which the factory, the pipe and the renames use."""
+    rows = readme_settings(page)
     assert rows == list(ner_settings.SETTINGS.items())
     assert [type(v) for _, v in rows] == [type(v) for v in ner_settings.SETTINGS.values()]
     default_config = spacy.blank("en").get_factory_meta("ntk_ner").default_config
@@ -391,14 +388,8 @@ def test_v2_bad_head_lr_scale_is_named() -> None:
 def trained_3_steps(n_passes: int) -> Tuple[Language, List[Example]]:
     """A pipeline with n passes (agreement weight 5, no warm-up) after 3 updates
     without dropout."""
-    fix_random_seed(0)
-    nlp = spacy.blank("en")
-    nlp.add_pipe("ntk_ner", config={"n_passes": n_passes, "agreement_weight": 5.0})
-    examples = make_examples(nlp)
-    optimizer = nlp.initialize(lambda: examples)
-    for _ in range(3):
-        nlp.update(examples, sgd=optimizer, drop=0.0)
-    return nlp, examples
+    config = {"n_passes": n_passes, "agreement_weight": 5.0}
+    return train_pipeline(make_examples, {"ntk_ner": config}, steps=3)
 
 
 def test_two_passes_loss_differs_from_one() -> None:
@@ -817,19 +808,10 @@ def _brute_force_partial_loss(
     """The partial-label loss and its gradient for one doc, over every tag sequence:
     -log of the weighted sum over sequences that keep the gold (a token tagged O may
     take another tag at weight w each) plus log Z."""
-    import itertools
-
-    ts = ner.tag_scheme
     trans, start, end = (numpy.asarray(a, dtype="float64") for a in ner._crf_params())
     n, K = E.shape
     free, kept = [], []
-    for seq in itertools.product(range(K), repeat=n):
-        if not (ts.start[seq[0]] and ts.end[seq[-1]]):
-            continue
-        if not all(ts.allowed[i, j] for i, j in zip(seq, seq[1:])):
-            continue
-        s = start[seq[0]] + end[seq[-1]] + sum(E[t, j] for t, j in enumerate(seq))
-        s += sum(trans[i, j] for i, j in zip(seq, seq[1:]))
+    for seq, s in scored_paths(ner.tag_scheme, E, trans, start, end):
         weight = 1.0
         for g, y in zip(gold, seq):
             if g >= 0 and y != g:

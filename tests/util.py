@@ -1,12 +1,13 @@
 """Helpers shared by the tests (conftest.py holds pytest's hooks only)."""
 
 import importlib.util
+import itertools
 import os
 import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import spacy
 from spacy.language import Language
@@ -108,3 +109,26 @@ def train_pipeline(
     for _ in range(steps):
         nlp.update(train, sgd=optimizer, drop=drop)
     return nlp, examples
+
+
+# ---- the CRF by brute force: every tag sequence, for the recursions to be checked against
+
+
+def scored_paths(
+    scheme: Any, emissions: Any, trans: Any, start: Any, end: Any
+) -> Iterator[Tuple[Tuple[int, ...], float]]:
+    """Every tag sequence the scheme allows over one doc, with its CRF score.
+
+    scheme (TagScheme): Which tags may start, end and follow which.
+    emissions (numpy.ndarray): (n, K) tag scores of the doc's n tokens.
+    trans, start, end (numpy.ndarray): The CRF's transition, start and end scores.
+    YIELDS (Tuple[Tuple[int, ...], float]): A sequence of tag indices and its score.
+    """
+    n, n_tags = emissions.shape
+    for seq in itertools.product(range(n_tags), repeat=n):
+        if not scheme.start[seq[0]] or not scheme.end[seq[-1]]:
+            continue
+        if not all(scheme.allowed[i, j] for i, j in zip(seq, seq[1:])):
+            continue
+        score = start[seq[0]] + end[seq[-1]] + sum(emissions[t, j] for t, j in enumerate(seq))
+        yield seq, score + sum(trans[i, j] for i, j in zip(seq, seq[1:]))
