@@ -10,6 +10,7 @@ from spacy.training import Example
 from util import run_cli
 
 from spacy_ntk_ner.cli import app as cli
+from spacy_ntk_ner.cli import convert as convert_command
 from spacy_ntk_ner.errors import UserError
 from spacy_ntk_ner.loading import load_pipeline
 
@@ -43,13 +44,13 @@ def test_bad_input_is_one_line_and_a_bug_keeps_its_traceback(
     def user_problem(*args: Any, **kwargs: Any) -> Any:
         raise UserError("in.txt:3: what is wrong")
 
-    monkeypatch.setattr(cli, "convert", user_problem)
+    monkeypatch.setattr(convert_command, "convert", user_problem)
     assert cli.main(["convert", "in.txt", str(tmp_path / "out")]) == 1
     assert capsys.readouterr().err == "in.txt:3: what is wrong\n"
 
     def bug(*args: Any, **kwargs: Any) -> Any:
         raise ValueError("operands could not be broadcast together")
 
-    monkeypatch.setattr(cli, "convert", bug)
+    monkeypatch.setattr(convert_command, "convert", bug)
     with pytest.raises(ValueError, match="broadcast"):
         cli.main(["convert", "in.txt", str(tmp_path / "out")])
