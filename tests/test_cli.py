@@ -9,6 +9,7 @@ from spacy.tokens import Doc
 from spacy.training import Example
 from util import run_cli
 
+import spacy_ntk_ner
 from spacy_ntk_ner.cli import app as cli
 from spacy_ntk_ner.cli import convert as convert_command
 from spacy_ntk_ner.errors import UserError
@@ -54,3 +55,9 @@ def test_bad_input_is_one_line_and_a_bug_keeps_its_traceback(
     monkeypatch.setattr(convert_command, "convert", bug)
     with pytest.raises(ValueError, match="broadcast"):
         cli.main(["convert", "in.txt", str(tmp_path / "out")])
+
+
+def test_version(tmp_path: Path) -> None:
+    res = run_cli(["--version"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == f"spacy-ntk-ner {spacy_ntk_ner.__version__}\n"

@@ -12,6 +12,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
+from .. import __version__
 from ..errors import UserError
 from ._options import HelpFormatter
 from .parsers import COMMAND_PARSERS
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m spacy_ntk_ner", description=DESCRIPTION, formatter_class=HelpFormatter
     )
+    parser.add_argument("--version", action="version", version=f"spacy-ntk-ner {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add_parser in COMMAND_PARSERS:
         add_parser(subparsers)
