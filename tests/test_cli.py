@@ -1,13 +1,14 @@
-"""What the command line reports in one line, and what it leaves as a traceback."""
+"""What the command line reports in one line, what it leaves as a traceback, and what
+its help imports."""
 
 from pathlib import Path
-from typing import Any
+from typing import Any, List, Set
 
 import pytest
 import spacy
 from spacy.tokens import Doc
 from spacy.training import Example
-from util import run_cli
+from util import modules_after, run_cli
 
 import spacy_ntk_ner
 from spacy_ntk_ner.cli import app as cli
@@ -61,3 +62,33 @@ def test_version(tmp_path: Path) -> None:
     res = run_cli(["--version"], tmp_path)
     assert res.returncode == 0, res.stderr
     assert res.stdout == f"spacy-ntk-ner {spacy_ntk_ner.__version__}\n"
+
+
+def _modules_after_help(args: List[str], cwd: Path) -> Set[str]:
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['spacy_ntk_ner', *{args!r}]\n"
+        "try:\n"
+        "    runpy.run_module('spacy_ntk_ner', run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+    )
+    return modules_after(code, cwd)
+
+
+def test_help_imports_no_command_handler(tmp_path: Path) -> None:
+    modules = _modules_after_help(["convert", "--help"], tmp_path)
+    assert "spacy_ntk_ner.cli.parsers" in modules
+    assert "spacy_ntk_ner.cli.convert" not in modules
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="cli.parsers imports INPUT_FORMATS and ON_ERROR from annotate.inputs, whose "
+    "package annotate/__init__ imports annotate.job and so spaCy",
+)
+@pytest.mark.parametrize("args", [["--help"], ["convert", "--help"]])
+def test_help_imports_no_spacy_language(args: List[str], tmp_path: Path) -> None:
+    modules = _modules_after_help(args, tmp_path)
+    assert "spacy_ntk_ner.cli.parsers" in modules
+    assert "spacy.language" not in modules
