@@ -1,15 +1,18 @@
-"""What the command line reports in one line, and what it leaves as a traceback."""
+"""What the command line reports in one line, what it leaves as a traceback, and what
+its help imports."""
 
 from pathlib import Path
-from typing import Any
+from typing import Any, List, Set
 
 import pytest
 import spacy
 from spacy.tokens import Doc
 from spacy.training import Example
-from util import run_cli
+from util import modules_after, run_cli
 
+import spacy_ntk_ner
 from spacy_ntk_ner.cli import app as cli
+from spacy_ntk_ner.cli import convert as convert_command
 from spacy_ntk_ner.errors import UserError
 from spacy_ntk_ner.loading import load_pipeline
 
@@ -43,13 +46,49 @@ def test_bad_input_is_one_line_and_a_bug_keeps_its_traceback(
     def user_problem(*args: Any, **kwargs: Any) -> Any:
         raise UserError("in.txt:3: what is wrong")
 
-    monkeypatch.setattr(cli, "convert", user_problem)
+    monkeypatch.setattr(convert_command, "convert", user_problem)
     assert cli.main(["convert", "in.txt", str(tmp_path / "out")]) == 1
     assert capsys.readouterr().err == "in.txt:3: what is wrong\n"
 
     def bug(*args: Any, **kwargs: Any) -> Any:
         raise ValueError("operands could not be broadcast together")
 
-    monkeypatch.setattr(cli, "convert", bug)
+    monkeypatch.setattr(convert_command, "convert", bug)
     with pytest.raises(ValueError, match="broadcast"):
         cli.main(["convert", "in.txt", str(tmp_path / "out")])
+
+
+def test_version(tmp_path: Path) -> None:
+    res = run_cli(["--version"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == f"spacy-ntk-ner {spacy_ntk_ner.__version__}\n"
+
+
+def _modules_after_help(args: List[str], cwd: Path) -> Set[str]:
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['spacy_ntk_ner', *{args!r}]\n"
+        "try:\n"
+        "    runpy.run_module('spacy_ntk_ner', run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+    )
+    return modules_after(code, cwd)
+
+
+def test_help_imports_no_command_handler(tmp_path: Path) -> None:
+    modules = _modules_after_help(["convert", "--help"], tmp_path)
+    assert "spacy_ntk_ner.cli.parsers" in modules
+    assert "spacy_ntk_ner.cli.convert" not in modules
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="cli.parsers imports INPUT_FORMATS and ON_ERROR from annotate.inputs, whose "
+    "package annotate/__init__ imports annotate.job and so spaCy",
+)
+@pytest.mark.parametrize("args", [["--help"], ["convert", "--help"]])
+def test_help_imports_no_spacy_language(args: List[str], tmp_path: Path) -> None:
+    modules = _modules_after_help(args, tmp_path)
+    assert "spacy_ntk_ner.cli.parsers" in modules
+    assert "spacy.language" not in modules

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import spacy
 from spacy.language import Language
@@ -37,6 +37,16 @@ def run_cli(args: List[str], cwd: Path) -> subprocess.CompletedProcess:
         env=env,
         timeout=300,
     )
+
+
+def modules_after(code: str, cwd: Path) -> Set[str]:
+    """Run CODE in a fresh `python -c` and return the modules it left imported."""
+    script = f"{code}\nimport sys\nprint('\\n' + ' '.join(sorted(sys.modules)))\n"
+    res = subprocess.run(
+        [sys.executable, "-c", script], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0, res.stderr
+    return set(res.stdout.splitlines()[-1].split())
 
 
 def load_script(name: str) -> ModuleType:
