@@ -158,7 +158,7 @@ step setup convert "${T_CONVERT:-60}" "$py" -m spacy_ntk_ner convert "$data" "$w
 
 # ---- the gpu tests
 if [ "$gpu" -ge 0 ]; then
-  step gpu_tests gpu_tests "${T_GPU_TESTS:-150}" "$py" -m pytest -m gpu tests -q -rfEs \
+  step gpu_tests gpu_tests "${T_GPU_TESTS:-120}" "$py" -m pytest -m gpu tests -q -rfEs \
     -p no:cacheprovider
   rc=$?
   "$py" - "$out_dir/gpu_tests.log" "$rc" >"$work/t.json" <<'PY'
