@@ -31,21 +31,9 @@ class Settings:
 
 @dataclass(frozen=True)
 class AnnotateOptions:
-    """Everything `annotate` takes besides the model, the inputs and the output folder
-    (`annotate`'s keyword arguments of the same names).
-
-    engine (str): "local" (this machine) or "ray" (Ray Data).
-    input_options (InputOptions): How to read the inputs.
-    settings (Settings): Shard size, score threshold, output format.
-    component (Optional[str]): The component whose entities are written (None: the
-        pipeline's only `ntk_ner`, or its `doc.ents`).
-    n_process (int): Processes of the local engine.
-    batch_size (int): Documents per batch (and per chunk sent to a worker process).
-    gpu_id (int): GPU to use (-1: the CPU); with Ray, one GPU per actor.
-    n_workers (int): Actors of the Ray engine.
-    ray_address (Optional[str]): A Ray cluster to join (None starts a local instance).
-    ray_num_cpus (Optional[int]): CPUs of a local Ray instance (None: all).
-    overwrite (bool): Remove what an earlier run wrote and start over.
+    """Everything `annotate` takes besides the model, the inputs, the output folder and
+    the progress callback, for `run_annotation`: each field is the keyword argument of
+    `annotate` of the same name, with the same default (documented there).
     """
 
     engine: str = "local"
