@@ -19,10 +19,9 @@ from spacy.training import Example
 from thinc.api import fix_random_seed
 from util import run_cli, write
 
+from spacy_ntk_ner.annotate import AnnotateOptions, InputOptions, Settings, annotate, run_annotation
 from spacy_ntk_ner.annotate.engines.local import run_pool
 from spacy_ntk_ner.annotate.engines.ray import check_nodes
-from spacy_ntk_ner.annotate.inputs import InputOptions
-from spacy_ntk_ner.annotate.job import Settings, annotate
 from spacy_ntk_ner.annotate.records import SpanSource
 from spacy_ntk_ner.corpus.files import BIOError
 from spacy_ntk_ner.corpus.grouping import space_after
@@ -215,6 +214,18 @@ def test_one_line_per_document_in_order_across_shards(models: Path, tmp_path: Pa
         "report.json",
         *[s.name for s in shards],
     ]
+
+
+def test_an_options_object_equals_keyword_arguments(models: Path, tmp_path: Path) -> None:
+    path = make_input(tmp_path, "txt", TEXTS)
+    settings = Settings(shard_size=3, threshold=0.2)
+    by_keywords = annotate(str(models / "ntk"), [path], tmp_path / "kw", settings=settings)
+    options = AnnotateOptions(settings=settings)
+    by_options = run_annotation(str(models / "ntk"), [path], tmp_path / "opt", options)
+    assert lines(tmp_path / "opt") == lines(tmp_path / "kw")
+    assert by_options["shards"] == by_keywords["shards"] == 3
+    with pytest.raises(UserError, match="--engine"):
+        run_annotation(str(models / "ntk"), [path], tmp_path / "x", AnnotateOptions(engine="gpu"))
 
 
 def test_threshold_drops_low_scores(models: Path, tmp_path: Path) -> None:

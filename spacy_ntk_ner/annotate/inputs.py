@@ -270,3 +270,78 @@ def describe_inputs(files: Sequence[Tuple[Path, str]]) -> List[Dict[str, Any]]:
             }
         )
     return out
+
+
+@dataclass
+class InputScan:
+    """What a first pass over the inputs found, before anything is written.
+
+    docs (int): Documents.
+    skipped (List[str]): `FILE:LINE: what is wrong` of each line left out.
+    duplicate_ids (int): Documents whose (given) id an earlier one had.
+    """
+
+    docs: int = 0
+    skipped: List[str] = field(default_factory=list)
+    duplicate_ids: int = 0
+
+
+def scan_inputs(
+    files: Sequence[Tuple[Path, str]], options: InputOptions, max_length: Optional[int] = None
+) -> InputScan:
+    """Read every input once before anything is written: count the documents, find
+    the bad lines (the first one raises unless `on_error="skip"`) and the repeated ids.
+
+    files (Sequence[Tuple[Path, str]]): What `list_inputs` returned.
+    options (InputOptions): How to read them.
+    max_length (Optional[int]): The pipeline's `nlp.max_length`: a longer document is
+        refused here, naming it, rather than failing in `nlp.pipe` (spaCy's E088).
+    RETURNS (InputScan): What the pass found.
+    """
+    scan = InputScan()
+    seen: set = set()
+    for doc in iter_documents(files, options, scan.skipped.append):
+        scan.docs += 1
+        if max_length is not None and len(doc.text) > max_length:
+            name = f"document {doc.id!r}" if doc.given_id else str(doc.id)
+            raise UserError(
+                f"{name}: {len(doc.text):,} characters, more than the pipeline's "
+                f"nlp.max_length ({max_length:,}): split the document"
+            )
+        if doc.given_id:
+            key = doc.id if isinstance(doc.id, (str, int)) else json.dumps(doc.id, sort_keys=True)
+            if key in seen:
+                scan.duplicate_ids += 1
+            else:
+                seen.add(key)
+    return scan
+
+
+class PendingDocuments:
+    """The documents of the shards still to write: iterating streams their positions
+    and texts to an engine, and `held` keeps each document until its output is written.
+
+    files (Sequence[Tuple[Path, str]]): What `list_inputs` returned.
+    options (InputOptions): How to read them.
+    pending (Sequence[int]): The shards to write.
+    shard_size (int): Documents per shard.
+    """
+
+    def __init__(
+        self,
+        files: Sequence[Tuple[Path, str]],
+        options: InputOptions,
+        pending: Sequence[int],
+        shard_size: int,
+    ) -> None:
+        self.files = files
+        self.options = options
+        self.pending = set(pending)
+        self.shard_size = shard_size
+        self.held: Dict[int, Document] = {}
+
+    def __iter__(self) -> Iterator[Tuple[int, str]]:
+        for pos, doc in enumerate(iter_documents(self.files, self.options)):
+            if pos // self.shard_size in self.pending:
+                self.held[pos] = doc
+                yield pos, doc.text

@@ -9,14 +9,18 @@ holds only plain values (no Doc, no Vocab), so it crosses process boundaries che
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import srsly
 from spacy.language import Language
 from spacy.tokens import Doc
 
 from ..errors import UserError
-from ..ner.component import NTKEntityRecognizer
+
+# The factory of the components whose scored spans are written.
+NTK_FACTORY = "ntk_ner"
+
+Record = Tuple[int, Dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,7 @@ def find_span_source(nlp: Language, component: Optional[str] = None) -> SpanSour
                 f"(it has {', '.join(nlp.pipe_names) or 'none'})"
             )
         return _source_of(nlp, component)
-    ntk = [name for name, pipe in nlp.pipeline if isinstance(pipe, NTKEntityRecognizer)]
+    ntk = [name for name in nlp.pipe_names if _is_ntk_ner(nlp, name)]
     if len(ntk) > 1:
         raise UserError(
             f"the pipeline has {len(ntk)} ntk_ner components ({', '.join(ntk)}): "
@@ -63,12 +67,17 @@ def find_span_source(nlp: Language, component: Optional[str] = None) -> SpanSour
 
 
 def _source_of(nlp: Language, name: str) -> SpanSource:
-    pipe = nlp.get_pipe(name)
-    if isinstance(pipe, NTKEntityRecognizer):
+    if _is_ntk_ner(nlp, name):
+        pipe: Any = nlp.get_pipe(name)
         return SpanSource(name, pipe.cfg["spans_key"])
     if not _sets_ents(nlp, name):
         raise UserError(f"--component: {name!r} neither is an ntk_ner nor sets doc.ents")
     return SpanSource(name, None)
+
+
+def _is_ntk_ner(nlp: Language, name: str) -> bool:
+    # By factory name, so that reading records does not import the pipe's class.
+    return nlp.get_pipe_meta(name).factory == NTK_FACTORY
 
 
 def _sets_ents(nlp: Language, name: str) -> bool:

@@ -2,7 +2,7 @@
 
 With one process the pipeline runs here (`nlp.pipe`). With more, a pool of
 `n_process` processes (`concurrent.futures.ProcessPoolExecutor`) each loads the
-pipeline once (`worker.PipelineWorker`, in the pool's initializer) and annotates
+pipeline once (`engines.worker.PipelineWorker`, in the pool's initializer) and annotates
 chunks of `batch_size` documents, sending back records as Ray's actors do, not Docs.
 The parent keeps at most `IN_FLIGHT_PER_WORKER` chunks per worker in flight, so it
 never holds more of the corpus than that, and takes the results in the order it sent
@@ -26,23 +26,17 @@ from typing import Any, Deque, Dict, Generator, Iterable, Iterator, List, Option
 from spacy.util import minibatch
 
 from ...errors import UserError
-from ..records import SpanSource
-from .worker import PipelineWorker, Record
+from ..records import Record, SpanSource
+from .worker import PipelineWorker
 
 # Chunks sent ahead per worker: one it works on, one waiting, so it never idles
 # while the parent writes; more would only hold more texts and records in memory.
 IN_FLIGHT_PER_WORKER = 2
 
-# Workers start as fresh interpreters ("spawn"), not as forks of this process. By the
-# time the pool starts, this process has loaded the pipeline (for the manifest and the
-# span source) and with it imported torch (spaCy imports the module of every
-# registered factory, spacy-transformers' among them), and numpy's BLAS and torch run
-# thread pools. A fork copies the locks such threads hold, not the threads, and a child
-# that takes one waits forever (GNU OpenMP's pool after fork; Python 3.12 warns about
-# forking a threaded process, and 3.14 stopped forking by default). "forkserver"
-# would fork workers from a clean server, but only saves the imports if the server
-# imports spaCy and torch first, which brings the threads back. A spawned worker pays
-# for its imports and its pipeline once, a few seconds, in parallel with the others.
+# Workers start as fresh interpreters, not as forks: this process has loaded the
+# pipeline (and with it torch and BLAS thread pools), and a forked child that takes a
+# lock copied from one of those threads waits forever. benchmarks/README.md
+# ("Annotating a corpus") gives the details and the cost.
 START_METHOD = "spawn"
 
 _worker: Optional[PipelineWorker] = None

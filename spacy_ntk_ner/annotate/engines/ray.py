@@ -2,11 +2,10 @@
 
 Ray Data's pattern for batch inference: the texts become a dataset, and
 `map_batches` runs a callable class whose `__init__` loads the pipeline once per
-actor, on a pool of `n_workers` actors (`compute=ActorPoolStrategy(size=...)`, which
-Ray 2.51 put in place of the `concurrency` argument). The pipeline is never sent through the object
-store (a loaded `Language` does not survive it, spaCy #13506); each actor loads it
-from the model's name or folder. Actors return plain records (JSON text, and Doc
-bytes for DocBin output), never Docs.
+actor, on a pool of `n_workers` actors (`compute=ActorPoolStrategy(size=...)`). The
+pipeline is never sent through the object store (a loaded `Language` does not survive
+it, spaCy #13506); each actor loads it from the model's name or folder. Actors return
+plain records (JSON text, and Doc bytes for DocBin output), never Docs.
 
 Documents go to the cluster in waves of `WAVE_DOCS`, so the driver holds at most one
 wave of texts however large the corpus; each wave starts its actors anew, which costs
@@ -16,12 +15,13 @@ a few seconds against the minutes a wave takes.
 import json
 import logging
 import warnings
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Generator, Iterable, Iterator, List, Optional, Tuple
 
 import numpy
 
 from ...errors import UserError
-from ..records import SpanSource, model_fingerprint
+from ..options import AnnotateOptions
+from ..records import Record, SpanSource, model_fingerprint
 from .worker import PipelineWorker
 
 # Documents per wave: about 2.5M words of 25-word sentences, minutes of work per actor.
@@ -135,14 +135,50 @@ def check_nodes(ray: Any, model: str) -> None:
         for n in nodes
     ]
     for node, seen in zip(nodes, ray.get(refs)):
-        where = node.get("NodeManagerAddress", node["NodeID"])
+        address = node.get("NodeManagerAddress", node["NodeID"])
         if not seen["spacy_ntk_ner"]:
-            raise UserError(f"Ray node {where}: spacy-ntk-ner is not installed there")
+            raise UserError(f"Ray node {address}: spacy-ntk-ner is not installed there")
         if seen != expected:
             raise UserError(
-                f"Ray node {where}: the model {model!r} is missing or differs there "
+                f"Ray node {address}: the model {model!r} is missing or differs there "
                 "(install the same package on every node, or put the folder on shared storage)"
             )
+
+
+def annotate_on_ray(
+    items: Iterable[Tuple[int, str]], model: str, source: SpanSource, options: AnnotateOptions
+) -> Generator[Record, None, None]:
+    """Start Ray (or join the cluster, checking its nodes first), annotate there, and
+    shut down a Ray this call started; Ray's errors become one-line `UserError`s.
+
+    items (Iterable[Tuple[int, str]]): Positions and texts.
+    model (str): What `spacy.load` takes, on every node.
+    source (SpanSource): Where the pipeline puts its entities.
+    options (AnnotateOptions): The job's options (threshold, output format, actors,
+        batch size, GPU, cluster address, CPUs).
+    YIELDS (Tuple[int, Dict[str, Any]]): Each position and its record, in any order.
+    """
+    ray, started = start_ray(options.ray_address, options.ray_num_cpus)
+    try:
+        if options.ray_address:
+            check_nodes(ray, model)
+        yield from run_ray(
+            items,
+            model,
+            source,
+            options.settings.threshold,
+            options.settings.with_doc,
+            n_workers=options.n_workers,
+            batch_size=options.batch_size,
+            gpu=options.gpu_id >= 0,
+        )
+    except ray.exceptions.RayError as err:
+        # An actor's failure arrives as a remote traceback: say in one line what it was.
+        lines = [ln for ln in str(err).splitlines() if ln.strip()]
+        raise UserError(f"Ray: {lines[-1] if lines else type(err).__name__}") from None
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def run_ray(

@@ -1,22 +1,19 @@
 """One pipeline in one worker: loaded once, it turns texts into records.
 
 Every engine of `annotate` annotates through `pipe_records`: the local engine's single
-process on its own pipeline, the local pool's processes (`local_engine.py`) and Ray's
-actors (`ray_engine.py`) each on a `PipelineWorker`, so all of them give the same
+process on its own pipeline, the local pool's processes (`engines.local`) and Ray's
+actors (`engines.ray`) each on a `PipelineWorker`, so all of them give the same
 records document for document. Workers send back records (plain values, and Doc bytes
 for DocBin output), never Docs: a parent that rebuilds every Doc a worker made spends
-more than the worker saved (spaCy's own `nlp.pipe(n_process=2)` ran slower than one
-process on a CPU pipeline for that reason).
+more than the worker saved.
 """
 
-from typing import Any, Dict, Generator, Iterable, List, Optional, Tuple
+from typing import Any, Generator, Iterable, List, Optional, Tuple
 
 import spacy
 
 from ...loading import load_pipeline
-from ..records import SpanSource, doc_record
-
-Record = Tuple[int, Dict[str, Any]]
+from ..records import Record, SpanSource, doc_record
 
 
 def pipe_records(
