@@ -300,3 +300,39 @@ def test_visualize_limit_zero_is_refused(tmp_path: Path) -> None:
     res = run_cli(["visualize", "model", "data.spacy", "out.html", "--limit", "0"], tmp_path)
     assert res.returncode == 2
     assert "--limit: must be 1 or more, not 0" in res.stderr
+
+
+def test_convert_says_how_each_file_is_written(tmp_path: Path) -> None:
+    """Per file, on screen and in stats.json: block format, delimiter, tag column and
+    scheme, each with what decided it (the option, or what the sample showed)."""
+    write(tmp_path, "in/a.txt", sentence(1) + sentence(2))
+    write(
+        tmp_path,
+        "in/b.txt",
+        "Python S-Language CTC_PRED:0 pred_seg_label:O\nruns O CTC_PRED:0 pred_seg_label:O\n\n"
+        "Linux S-OS CTC_PRED:1 pred_seg_label:O\n\n",
+    )
+    write(tmp_path, "in/c.txt", "Linux\tB-OS\nruns\tO\n\n")
+    res = run_cli(["convert", "in", "out"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    dialects = json.loads((tmp_path / "out" / "stats.json").read_text())["dialects"]
+    assert sorted(dialects) == ["in/a.txt", "in/b.txt", "in/c.txt"]
+    a, b = dialects["in/a.txt"], dialects["in/b.txt"]
+    assert (a["block_format"], a["tag_column"], a["scheme"]) == ("wikiser", 2, "iob2")
+    assert a["evidence"]["block_format"] == "first line <s>"
+    assert a["evidence"]["delimiter"] == "tabs on 6 of 6 token lines"
+    assert (b["block_format"], b["tag_column"], b["scheme"]) == ("conll", 2, "bioes")
+    assert b["evidence"]["tag_column"] == "the only tag column of 4"
+    assert b["evidence"]["scheme"] == "2 E-/S-/L-/U- tags in 3 lines"
+    assert "in/a.txt: <s> blocks (first line <s>)" in res.stdout
+    assert "tags in column 2 (the only tag column of 4), BIOES" in res.stdout
+    # Set by options: the evidence names them.
+    res = run_cli(
+        ["convert", "in/c.txt", "out2", "--scheme", "iob2", "--tag-column", "2"], tmp_path
+    )
+    assert res.returncode == 0, res.stderr
+    c = json.loads((tmp_path / "out2" / "stats.json").read_text())["dialects"]
+    (only,) = c.values()
+    assert only["evidence"]["scheme"] == "--scheme"
+    assert only["evidence"]["tag_column"] == "--tag-column"
+    assert "in/c.txt: blank lines (no <s>), tab, else whitespace" in res.stdout

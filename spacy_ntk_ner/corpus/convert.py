@@ -185,6 +185,7 @@ def _write_shards(request: _ConvertRequest, tmp: Path, exclude: Set[Path]) -> Co
         request.on_progress,
         count_file,
         exclude,
+        stats.add_dialect,
     )
     if len(splits) == 1:
         shard_writer = shard_writers[splits[0][0]]

@@ -3,7 +3,7 @@ blocks or blank lines), column delimiter, tag column and tag scheme.
 """
 
 from dataclasses import dataclass
-from typing import IO, Iterable, List, Optional, Sequence, Tuple
+from typing import IO, Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .files import BIOError, PathLike, clip, decode_line
 from .syntax import DOCSTART, looks_like_tag, split_columns, split_tag
@@ -25,6 +25,8 @@ class Dialect:
     tag_column (int): 0-based index of the tag column (negative counts from the end).
     scheme (str): "iob2", "iob1" or "bioes".
     n_columns (int): Columns seen in the sample (for messages).
+    evidence (Tuple[Tuple[str, str], ...]): For each of the four, what decided it: the
+        option that set it, or what the sample showed.
     """
 
     block_format: str
@@ -32,6 +34,32 @@ class Dialect:
     tag_column: int
     scheme: str
     n_columns: int = 2
+    evidence: Tuple[Tuple[str, str], ...] = ()
+
+    def to_dict(self) -> Dict[str, Any]:
+        """RETURNS (Dict[str, Any]): The dialect as `stats.json` records it, with the
+        tag column 1-based (-1: the last) and the evidence for each setting."""
+        delimiter = {"\t": "tab", None: "whitespace", "auto": "tab, else whitespace"}
+        column = self.tag_column + 1 if self.tag_column >= 0 else self.tag_column
+        return {
+            "block_format": self.block_format,
+            "delimiter": delimiter[self.delimiter],
+            "tag_column": column,
+            "scheme": self.scheme,
+            "evidence": dict(self.evidence),
+        }
+
+    def describe(self) -> str:
+        """RETURNS (str): One short line: each setting and, in brackets, what decided it."""
+        values = self.to_dict()
+        why = values["evidence"]
+        shown = {
+            "block_format": "<s> blocks" if self.block_format == "wikiser" else "blank lines",
+            "delimiter": values["delimiter"],
+            "tag_column": f"tags in column {values['tag_column']}",
+            "scheme": self.scheme.upper(),
+        }
+        return ", ".join(f"{v} ({why[k]})" if k in why else v for k, v in shown.items())
 
 
 def read_sample(path: str, fh: IO[bytes]) -> List[str]:
@@ -77,20 +105,47 @@ def detect_dialect(
     content = [ln for ln in lines if ln.strip()]
     if not content:
         raise BIOError(path, 1, "empty file: no tokens")
+    evidence = {}
     if block_format == "auto":
         block_format = _detect_block_format(content)
+        evidence["block_format"] = "first line <s>" if block_format == "wikiser" else "no <s>"
+    else:
+        evidence["block_format"] = "--format"
     delim = _delimiter(delimiter)
     # Line numbers of token lines; 0 marks a sentence or document break.
     numbered = [(i if _is_token_line(ln) else 0, ln) for i, ln in enumerate(lines, 1) if ln.strip()]
-    rows = [split_columns(ln, delim) for i, ln in numbered if i]
+    token_lines = [ln for i, ln in numbered if i]
+    rows = [split_columns(ln, delim) for ln in token_lines]
     n_columns = max((len(r) for r in rows), default=2)
+    if delimiter == "auto":
+        with_tab = sum("\t" in ln for ln in token_lines)
+        evidence["delimiter"] = f"tabs on {with_tab:,} of {len(token_lines):,} token lines"
+    else:
+        evidence["delimiter"] = "--delimiter"
     if tag_column is not None:
         col = _given_tag_column(path, tag_column)
+        evidence["tag_column"] = "--tag-column"
     else:
         col = _detect_tag_column(path, rows, n_columns, len(lines))
+        evidence["tag_column"] = f"the only tag column of {n_columns}"
+    tags = _sample_tags(numbered, delim, col)
     if scheme == "auto":
-        scheme = _detect_scheme(path, _sample_tags(numbered, delim, col))
-    return Dialect(block_format, delim, col, scheme, n_columns)
+        scheme = _detect_scheme(path, tags)
+        evidence["scheme"] = _scheme_evidence(scheme, tags)
+    else:
+        evidence["scheme"] = "--scheme"
+    return Dialect(block_format, delim, col, scheme, n_columns, tuple(evidence.items()))
+
+
+def _scheme_evidence(scheme: str, tags: Sequence[Tuple[int, str]]) -> str:
+    """What the sampled tags showed for the scheme detection chose."""
+    prefixes = [split_tag(tag)[0] for line, tag in tags if line]
+    n_bioes = sum(p in ("E", "S", "L", "U") for p in prefixes)
+    if scheme == "bioes":
+        return f"{n_bioes:,} E-/S-/L-/U- tags in {len(prefixes):,} lines"
+    if scheme == "iob1":
+        return "I- starts entities, B- only between two of one label"
+    return f"{n_bioes:,} E-/S- tags in {len(prefixes):,} lines"
 
 
 def _detect_block_format(content: Sequence[str]) -> str:

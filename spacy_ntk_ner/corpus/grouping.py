@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Callable, Collection, Iterable, Iterator, List, Optional, Sequence
 
 from ..errors import UserError
+from .dialect import Dialect
 from .files import PathLike, iter_files
 from .options import ReadOptions
 from .reader import Sentence, read_sentences
@@ -123,6 +124,7 @@ def iter_records(
     on_progress: Optional[Callable[[int], None]] = None,
     on_file: Optional[Callable[[Path], None]] = None,
     exclude: Collection[Path] = frozenset(),
+    on_dialect: Optional[Callable[[str, Dialect], None]] = None,
 ) -> Iterator[DocRecord]:
     """Stream Doc records from files and directories, each keyed by its document.
 
@@ -132,6 +134,8 @@ def iter_records(
     on_progress (Optional[Callable[[int], None]]): Called with bytes read.
     on_file (Optional[Callable[[Path], None]]): Called as each file is opened.
     exclude (Collection[Path]): Resolved paths of files to skip under a directory.
+    on_dialect (Optional[Callable[[str, Dialect], None]]): Called with each file and how
+        it is written.
     YIELDS (DocRecord): The records.
     """
     if options.n_sents < 0:
@@ -148,6 +152,7 @@ def iter_records(
             on_invalid=options.on_invalid,
             on_repair=on_repair,
             on_progress=on_progress,
+            on_dialect=on_dialect,
         )
         key = rel or path.name
         for rec in group_sentences(

@@ -60,6 +60,7 @@ def read_sentences(
     on_invalid: str = "repair",
     on_repair: Optional[Callable[[Repair], None]] = None,
     on_progress: Optional[Callable[[int], None]] = None,
+    on_dialect: Optional[Callable[[str, Dialect], None]] = None,
 ) -> Iterator[Sentence]:
     """Stream the sentences of one BIO file.
 
@@ -71,6 +72,8 @@ def read_sentences(
     on_invalid (str): "repair" ill-formed tag sequences, or raise at the first ("error").
     on_repair (Optional[Callable[[Repair], None]]): Called for every repair.
     on_progress (Optional[Callable[[int], None]]): Called with the bytes read, now and then.
+    on_dialect (Optional[Callable[[str, Dialect], None]]): Called with the file and how
+        it is written, once detected.
     YIELDS (Sentence): The sentences, in order.
     """
     check_choice("format", block_format, FORMATS)
@@ -87,6 +90,8 @@ def read_sentences(
             tag_column=tag_column,
             scheme=scheme,
         )
+        if on_dialect is not None:
+            on_dialect(spath, dialect)
         fh.seek(0)
         yield from _read_lines(spath, fh, dialect, on_invalid, on_repair, on_progress)
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, DefaultDict, Dict, List, Tuple
 
+from .dialect import Dialect
 from .repair import Repair
 
 # How many example locations the report keeps for each kind of repair.
@@ -51,6 +52,7 @@ class ConvertStats:
     repairs (Counter): Repaired tags per kind.
     repair_examples (Dict[str, List[str]]): The first `FILE:LINE: message`s of each kind.
     outputs (List[str]): The shards written, relative to the output folder.
+    dialects (Dict[str, Dict[str, Any]]): How each input file is written, and why.
     """
 
     files: int = 0
@@ -58,6 +60,10 @@ class ConvertStats:
     repairs: Counter = field(default_factory=Counter)
     repair_examples: DefaultDict[str, List[str]] = field(default_factory=lambda: defaultdict(list))
     outputs: List[str] = field(default_factory=list)
+    dialects: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+
+    def add_dialect(self, path: str, dialect: Dialect) -> None:
+        self.dialects[path] = {**dialect.to_dict(), "described": dialect.describe()}
 
     def add_repair(self, repair: Repair) -> None:
         self.repairs[repair.kind] += 1
@@ -74,6 +80,7 @@ class ConvertStats:
                 for kind, n in sorted(self.repairs.items())
             },
             "outputs": list(self.outputs),
+            "dialects": self.dialects,
         }
 
 
@@ -95,6 +102,7 @@ def format_convert_report(stats: Dict[str, Any], output_dir: Path) -> str:
         rows.append((f"  {label}", *(f"{splits[n]['entities'].get(label, 0):,}" for n in names)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [f"Converted {stats['files']} file(s) into {output_dir}"]
+    lines.extend(_dialect_lines(stats.get("dialects") or {}))
     for r in rows:
         lines.append(
             "  ".join(
@@ -113,3 +121,15 @@ def format_convert_report(stats: Dict[str, Any], output_dir: Path) -> str:
         lines.append("No ill-formed tags.")
     lines.append(f"Report: {output_dir / STATS}")
     return "\n".join(lines)
+
+
+def _dialect_lines(dialects: Dict[str, Dict[str, Any]]) -> List[str]:
+    """One line per way the files are written, with how many files and the first."""
+    by_description: Dict[str, List[str]] = defaultdict(list)
+    for path, dialect in dialects.items():
+        by_description[dialect["described"]].append(path)
+    lines = []
+    for described, paths in by_description.items():
+        more = f" and {len(paths) - 1:,} more" if len(paths) > 1 else ""
+        lines.append(f"  {paths[0]}{more}: {described}")
+    return lines
