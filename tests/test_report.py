@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import spacy
 from spacy.tokens import DocBin
-from util import run_cli
+from util import assert_cli_error, run_cli
 
 from spacy_ntk_ner.confidence.metrics import expected_calibration_error, scored_entities
 from spacy_ntk_ner.evaluate.evaluate import format_table
@@ -63,8 +63,7 @@ def test_cli_evaluate_and_visualize(pipeline: Path) -> None:
     html = (pipeline / "page.html").read_text()
     assert "Linux" in html and "<mark" in html
     res = run_cli(["evaluate", "model", "missing"], pipeline)
-    assert res.returncode == 1
-    assert res.stderr.strip() == "missing: no such file or directory"
+    assert_cli_error(res, "missing", "no such file")
 
 
 def test_cli_calibrate(pipeline: Path) -> None:
@@ -74,8 +73,7 @@ def test_cli_calibrate(pipeline: Path) -> None:
     assert "a=1.000 b=0.000 kept (too little data to fit)" in res.stdout
     assert (pipeline / "calibrated" / "ntk_ner" / "cfg").exists()
     res = run_cli(["calibrate", "model", "nothing.spacy"], pipeline)
-    assert res.returncode == 1
-    assert res.stderr.strip() == "nothing.spacy: no such file or directory"
+    assert_cli_error(res, "nothing.spacy", "no such file")
 
 
 def test_evaluate_without_an_entity_recognizer(pipeline: Path) -> None:
@@ -83,5 +81,4 @@ def test_evaluate_without_an_entity_recognizer(pipeline: Path) -> None:
     nlp.add_pipe("sentencizer")
     nlp.to_disk(pipeline / "no_ner")
     res = run_cli(["evaluate", "no_ner", "data.spacy"], pipeline)
-    assert res.returncode == 1
-    assert res.stderr.strip() == "no_ner: the pipeline has no ntk_ner or ner component to evaluate"
+    assert_cli_error(res, "no_ner", "no ntk_ner or ner component")

@@ -136,8 +136,10 @@ def test_transformer_pipeline_end_to_end_on_cpu(corpus: Path, tmp_path: Path) ->
     )
     got = json.loads(res.stdout)
     assert got["pipe"] == ["ntk_ner"] and got["n"] == 8
-    assert all(0.0 <= s <= 1.0 for s in got["s"])
     nlp = spacy.load(out / "model-last")
+    # The pipeline scores the same in a fresh process as here.
+    here = nlp("Python runs on Linux and uses HTTP .").spans["ntk_ner"].attrs["scores"]
+    assert got["s"] == pytest.approx(here, abs=1e-6)
     assert nlp.get_pipe("ntk_ner").cfg["n_passes"] == 2
 
 

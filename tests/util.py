@@ -142,3 +142,22 @@ def scored_paths(
             continue
         score = start[seq[0]] + end[seq[-1]] + sum(emissions[t, j] for t, j in enumerate(seq))
         yield seq, score + sum(trans[i, j] for i, j in zip(seq, seq[1:]))
+
+
+# ---- what an error is: where it points and what it is about, not its whole wording
+
+
+def assert_user_error(message: str, where: str, *about: str) -> None:
+    """A message for the user: one line, no traceback, that starts by naming `where`
+    (a file, `FILE:LINE` or an option) and mentions each of `about`."""
+    text = message.strip()
+    assert "Traceback" not in text and len(text.splitlines()) == 1, text
+    assert text.startswith((f"{where}:", f"{where} ")), f"does not name {where}: {text}"
+    for words in about:
+        assert words in text, f"{words!r} not in {text!r}"
+
+
+def assert_cli_error(res: subprocess.CompletedProcess, where: str, *about: str) -> None:
+    """A command that failed on bad input: exit status 1 and `assert_user_error`."""
+    assert res.returncode == 1, (res.returncode, res.stderr)
+    assert_user_error(res.stderr, where, *about)
