@@ -45,14 +45,15 @@ def atomic_file(target: Path, mode: str = "w") -> Iterator[IO[Any]]:
         raise
 
 
-def _keep_mode(target: Path, tmp: Path) -> None:
-    # mkstemp makes the file 0600; a replaced file keeps its mode, a new one gets the umask's.
+def _keep_mode(target: Path, tmp: Path, new: int = 0o666) -> None:
+    # mkstemp makes the file 0600; a replaced file keeps its mode, a new one gets the
+    # umask's (of `new`: 0o666 for a file, 0o777 for a folder).
     try:
         mode = target.stat().st_mode & 0o777
     except FileNotFoundError:
         umask = os.umask(0)
         os.umask(umask)
-        mode = 0o666 & ~umask
+        mode = new & ~umask
     os.chmod(tmp, mode)
 
 
@@ -77,6 +78,9 @@ def replace_dir(target: Path, write: Callable[[Path], None]) -> None:
     parent = target.parent
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=parent))
+    # mkdtemp makes the folder 0700; the folder swapped in gets the mode a new folder
+    # gets (the umask's), or keeps the one it replaces.
+    _keep_mode(target, tmp, 0o777)
     old: Optional[Path] = None
     try:
         write(tmp)

@@ -2,6 +2,8 @@
 whose every image is a PNG that matplotlib drew."""
 
 import json
+import os
+import re
 import struct
 from html.parser import HTMLParser
 from pathlib import Path
@@ -13,6 +15,7 @@ import spacy
 from spacy.tokens import DocBin
 from util import app_lib_examples, run_cli, train_pipeline
 
+import spacy_ntk_ner
 from spacy_ntk_ner.confidence.calibrate import calibrate
 from spacy_ntk_ner.confidence.metrics import scored_entities
 
@@ -142,3 +145,34 @@ def test_report_rerun_replaces_only_a_report(evaluated: Path) -> None:
     )
     assert snapshot(report) == before
     assert not [p for p in evaluated.iterdir() if p.name.startswith(".ntk-tmp-")]
+
+
+def test_report_says_what_it_measured_and_lays_it_out_as_tables(evaluated: Path) -> None:
+    """A header (model, data and counts, date, versions), the gold count per label, the
+    thresholds and the reliability bins as HTML tables, one case per document, each
+    case's two lines labelled, and the folder's mode that of any new folder."""
+    report = evaluated / "rep"
+    page = (report / "index.html").read_text("utf8")
+    gold = list(DocBin().from_disk(evaluated / "dev.spacy").get_docs(spacy.blank("en").vocab))
+    n_gold = sum(len(d.ents) for d in gold)
+    assert "<title>Evaluation report: en_pipeline</title>" in page
+    assert f"dev.spacy: {len(gold):,} docs" in page and f"{n_gold:,} gold entities" in page
+    assert f"spacy-ntk-ner {spacy_ntk_ner.__version__}, spaCy {spacy.__version__}" in page
+    per_label = page.split("<h2>Per label</h2>", 1)[1].split("</table>", 1)[0]
+    for label in ("APP", "LIB"):
+        count = sum(e.label_ == label for d in gold for e in d.ents)
+        assert f"<tr><td>{label}</td><td>{count:,}</td>" in per_label
+    assert "<pre>" not in page
+    assert "<th>threshold</th><th>P</th><th>R</th><th>entities kept</th>" in page
+    cal = json.loads((evaluated / "m.json").read_text())["calibration"]["ntk_ner"]
+    bins = page.split("<th>score bin</th>", 1)[1].split("</table>", 1)[0]
+    assert sum(int(n) for n in re.findall(r"</td><td>([\d,]+)</td><td>", bins)) == cal["n"]
+    worst = page.split("<h2>Worst cases</h2>", 1)[1]
+    for section in worst.split("<h3>")[1:]:
+        docs = re.findall(r"\(doc (\d+)\)</b>", section)
+        assert len(docs) == len(set(docs)), section[:80]
+        assert section.count('<p class="line">gold</p>') == len(docs)
+    assert "match entities by" in page  # why spaCy's P/R and the threshold rows differ
+    umask = os.umask(0)
+    os.umask(umask)
+    assert report.stat().st_mode & 0o777 == 0o777 & ~umask

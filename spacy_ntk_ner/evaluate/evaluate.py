@@ -71,6 +71,8 @@ class Evaluation:
     examples: List[Example]
     entities: Dict[str, List[ScoredEntity]] = field(default_factory=dict)
     raw_scores: Dict[str, List[float]] = field(default_factory=dict)
+    # The pipeline's name and version, and the data's path, for a report's header.
+    about: Dict[str, str] = field(default_factory=dict)
 
 
 def run_evaluation(model: Any, data: Path, gpu_id: int = -1) -> Evaluation:
@@ -103,7 +105,14 @@ def run_evaluation(model: Any, data: Path, gpu_id: int = -1) -> Evaluation:
     scores_all = Scorer(nlp).score(examples)
     metrics: Dict[str, Any] = {k: v for k, v in scores_all.items() if k.startswith("ents")}
     metrics["speed"] = sum(len(doc) for doc in docs) / max(elapsed, 1e-9)
-    evaluation = Evaluation(metrics, examples)
+    meta = nlp.meta
+    about = {
+        "pipeline": f"{meta.get('lang', '')}_{meta.get('name', '')}",
+        "version": str(meta.get("version", "")),
+        "model": str(model),
+        "data": str(data),
+    }
+    evaluation = Evaluation(metrics, examples, about=about)
     n_gold = sum(len(eg.reference.ents) for eg in examples)
     targets = nlp.meta.get("ntk_ner") or {}
     for name, pipe in nlp.pipeline:

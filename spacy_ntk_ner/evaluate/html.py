@@ -9,12 +9,17 @@ imported only by the functions that draw.
 import html
 import importlib.util
 import json
+from collections import Counter
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy
+import spacy
+import thinc
 from spacy import displacy
 
+from .. import __version__
 from .._format import decimal3, percent
 from .._fs import replace_dir
 from ..confidence.metrics import precision_recall_at
@@ -106,7 +111,7 @@ def _write_files(folder: Path, evaluation: Evaluation) -> List[str]:
     """Draw the plots and write the page; RETURNS the names of the files written."""
     metrics = evaluation.metrics
     files: List[str] = []
-    sections: List[str] = [_per_label_table(metrics)]
+    sections: List[str] = [_header(evaluation), _per_label_table(evaluation)]
     if metrics.get("ents_per_type"):
         files.append(plot_label_f(metrics["ents_per_type"], folder / "label-f.png"))
         sections.append(_figure(files[-1], "F per label"))
@@ -116,7 +121,7 @@ def _write_files(folder: Path, evaluation: Evaluation) -> List[str]:
         files += drawn
         sections.append(_component_section(name, cal, drawn))
         sections.append(_worst_cases(evaluation, ents))
-    page = _page(sections)
+    page = _page(sections, evaluation.about.get("pipeline", ""))
     (folder / "index.html").write_text(page, "utf8")
     return files + ["index.html"]
 
@@ -193,8 +198,11 @@ def plot_thresholds(
     fig, ax = plt.subplots(figsize=(6, 4))
     for values, label in ((p, "precision"), (r, "recall"), (f, "F")):
         ax.plot(grid, values, label=label)
-    ax.axvline(threshold, color="black", linestyle=":", label=f"threshold {threshold:.3f}")
-    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="threshold (entities scored at or above)")
+    ax.axvline(
+        threshold, color="black", linestyle=":", linewidth=2, label=f"threshold {threshold:.3f}"
+    )
+    # A margin on both sides, so that a threshold of 0 or 1 is not hidden by the axis.
+    ax.set(xlim=(-0.03, 1.03), ylim=(0, 1.02), xlabel="threshold (entities scored at or above)")
     ax.set_title("Precision, recall and F against the threshold")
     ax.legend(loc="lower left")
     return _save(fig, path)
@@ -234,47 +242,74 @@ def plot_histograms(scores: Sequence[float], correct: Sequence[bool], path: Path
 # ---- the page
 
 
-def _page(sections: Sequence[str]) -> str:
+def _page(sections: Sequence[str], pipeline: str) -> str:
     style = (
         "body{font-family:sans-serif;max-width:70em;margin:2em auto;padding:0 1em}"
         "table{border-collapse:collapse}td,th{padding:.2em .7em;border-bottom:1px solid #ddd}"
         "td{text-align:right}td:first-child{text-align:left}img{max-width:100%}"
         ".case{margin:1em 0;padding:.5em;border-left:3px solid #ccc}"
+        ".line{color:#555;font-size:.85em;margin:.4em 0 0}.note{color:#555;font-size:.9em}"
     )
+    title = html.escape(f"Evaluation report: {pipeline}" if pipeline else "Evaluation report")
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>Evaluation report</title>\n<style>{style}</style>\n</head>\n<body>\n"
-        "<h1>Evaluation report</h1>\n" + "\n".join(sections) + "\n</body>\n</html>\n"
+        f"<title>{title}</title>\n<style>{style}</style>\n</head>\n<body>\n"
+        f"<h1>{title}</h1>\n" + "\n".join(sections) + "\n</body>\n</html>\n"
     )
+
+
+def _header(ev: Evaluation) -> str:
+    """Which model, which data, when, and with which versions."""
+    about = ev.about
+    n_gold = sum(len(eg.reference.ents) for eg in ev.examples)
+    n_words = sum(len(eg.reference) for eg in ev.examples)
+    model = f"{about.get('pipeline', '')} {about.get('version', '')} ({about.get('model', '')})"
+    data = (
+        f"{about.get('data', '')}: {len(ev.examples):,} docs, {n_words:,} tokens, "
+        f"{n_gold:,} gold entities"
+    )
+    versions = (
+        f"spacy-ntk-ner {__version__}, spaCy {spacy.__version__}, thinc {thinc.__version__}"
+    )
+    written = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    rows = [("model", model), ("data", data), ("written", written), ("versions", versions)]
+    cells = "\n".join(f"<tr><th>{k}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    return f'<table class="about">\n{cells}\n</table>'
 
 
 def _figure(name: str, alt: str) -> str:
     return f'<p><img src="{html.escape(name)}" alt="{html.escape(alt)}"></p>'
 
 
-def _per_label_table(metrics: Dict[str, Any]) -> str:
+def _per_label_table(ev: Evaluation) -> str:
+    """spaCy's P/R/F per label with the gold count, and each label's calibration."""
+    metrics = ev.metrics
+    support = Counter(e.label_ for eg in ev.examples for e in eg.reference.ents)
     ece_of = calibration_per_label(metrics)
-    rows = ["<tr><th>label</th><th>P</th><th>R</th><th>F</th><th>ECE</th><th>scored</th></tr>"]
+    head = ["label", "gold", "P", "R", "F", "ECE", "scored"]
+    rows = ["<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     per_type = metrics.get("ents_per_type") or {}
-    for label in sorted(per_type):
-        t, e = per_type[label], ece_of.get(label, {})
-        cells = [
-            percent(t["p"]),
-            percent(t["r"]),
-            percent(t["f"]),
-            decimal3(e.get("ece")),
-            str(e.get("n", "-")),
-        ]
+    for label in sorted(set(per_type) | set(support)):
+        t, e = per_type.get(label, {}), ece_of.get(label, {})
+        cells = [f"{support.get(label, 0):,}"]
+        cells += [percent(t.get(k)) for k in ("p", "r", "f")]
+        cells += [decimal3(e.get("ece")), str(e.get("n", "-"))]
         rows.append(
             f"<tr><td>{html.escape(label)}</td><td>" + "</td><td>".join(cells) + "</td></tr>"
         )
-    total = [percent(metrics.get(k)) for k in ("ents_p", "ents_r", "ents_f")]
+    total = [f"{sum(support.values()):,}"]
+    total += [percent(metrics.get(k)) for k in ("ents_p", "ents_r", "ents_f")]
     rows.append("<tr><th>all</th><td>" + "</td><td>".join(total) + "</td><td>-</td><td>-</td></tr>")
-    return "<h2>Per label</h2>\n<table>\n" + "\n".join(rows) + "\n</table>"
+    note = (
+        '<p class="note">P, R and F are spaCy\'s entity scores, which match entities by '
+        "their tokens; the tables of thresholds below match them by their characters, so "
+        "the two differ where the data's tokens and the pipeline's do not line up.</p>"
+    )
+    return "<h2>Per label</h2>\n<table>\n" + "\n".join(rows) + "\n</table>\n" + note
 
 
 def _component_section(name: str, cal: Dict[str, Any], files: List[str]) -> str:
-    summary = html.escape(format_confidence(name, cal))
+    summary = html.escape(format_confidence(name, cal).split("\n", 1)[0])
     captions = (
         "Reliability diagram: the share of entities that are right against their mean "
         "score, per tenth of the score range, before and after calibration; on the "
@@ -284,30 +319,71 @@ def _component_section(name: str, cal: Dict[str, Any], files: List[str]) -> str:
         "Scores of the entities that are right and of those that are wrong.",
     )
     figures = [f"{_figure(f, c)}\n<p>{html.escape(c)}</p>" for f, c in zip(files, captions)]
-    return f"<h2>{html.escape(name)}: confidence</h2>\n<pre>{summary}</pre>\n" + "\n".join(figures)
+    figures.insert(1, _bins_table(cal.get("bins") or []))
+    parts = [f"<h2>{html.escape(name)}: confidence</h2>", f"<p>{summary}</p>"]
+    parts.append(_thresholds_table(cal))
+    target = cal.get("target")
+    if target:
+        text = format_confidence(name, {**cal, "at_thresholds": []}).split("\n", 1)[1]
+        parts.append(f"<p>{html.escape(text.strip())}</p>")
+    return "\n".join(parts + figures)
+
+
+def _thresholds_table(cal: Dict[str, Any]) -> str:
+    rows = ["<tr><th>threshold</th><th>P</th><th>R</th><th>entities kept</th></tr>"]
+    for r in cal.get("at_thresholds") or []:
+        mark = " (configured)" if r["threshold"] == cal.get("threshold") else ""
+        cells = [percent(r["precision"]), percent(r["recall"]), f"{r['kept']:,}"]
+        rows.append(
+            f"<tr><td>{r['threshold']:.4g}{mark}</td><td>" + "</td><td>".join(cells) + "</td></tr>"
+        )
+    return "<table>\n" + "\n".join(rows) + "\n</table>" if len(rows) > 1 else ""
+
+
+def _bins_table(bins: Sequence[Dict[str, Any]]) -> str:
+    """The reliability diagram's points with how many entities each holds."""
+    rows = ["<tr><th>score bin</th><th>entities</th><th>mean score</th><th>share right</th></tr>"]
+    for b in bins:
+        span = f"{b['from']:.1f}–{b['from'] + 0.1:.1f}"
+        cells = [f"{b['n']:,}", decimal3(b["score"]), decimal3(b["accuracy"])]
+        rows.append(f"<tr><td>{span}</td><td>" + "</td><td>".join(cells) + "</td></tr>")
+    return "<table>\n" + "\n".join(rows) + "\n</table>" if bins else ""
 
 
 # ---- worst cases, drawn by displaCy
 
 
 def _worst_cases(ev: Evaluation, ents: Sequence[ScoredEntity]) -> str:
-    wrong = sorted((e for e in ents if not e.correct), key=lambda e: -e.score)[:N_CASES]
-    unsure = sorted((e for e in ents if e.correct), key=lambda e: e.score)[:N_CASES]
+    wrong = sorted((e for e in ents if not e.correct), key=lambda e: -e.score)
+    unsure = sorted((e for e in ents if e.correct), key=lambda e: e.score)
     parts = ["<h2>Worst cases</h2>"]
     for title, cases in (
         ("Wrong entities with the highest scores", wrong),
         ("Right entities with the lowest scores", unsure),
     ):
         parts.append(f"<h3>{title}</h3>")
+        cases = _one_per_doc(cases, lambda e: e.example)
         parts += [
             _case(ev, ents, e.example, (e.start_char, e.end_char), f"{e.label} {e.score:.3f}")
             for e in cases
         ]
     parts.append("<h3>Missed entities</h3>")
-    parts += [
-        _case(ev, ents, i, (s, e), f"missed {label}") for i, s, e, label in _missed(ev)[:N_CASES]
-    ]
+    missed = _one_per_doc(_missed(ev), lambda m: m[0])
+    parts += [_case(ev, ents, i, (s, e), f"missed {label}") for i, s, e, label in missed]
     return "\n".join(parts)
+
+
+def _one_per_doc(cases: Sequence[Any], doc_of: Callable[[Any], int]) -> List[Any]:
+    """The first `N_CASES` cases from different docs, so that no text is drawn twice."""
+    seen: set = set()
+    kept = []
+    for case in cases:
+        if doc_of(case) not in seen:
+            seen.add(doc_of(case))
+            kept.append(case)
+        if len(kept) == N_CASES:
+            break
+    return kept
 
 
 def _missed(ev: Evaluation) -> List[Tuple[int, int, int, str]]:
@@ -347,6 +423,11 @@ def _case(
             }
         )
         colors.update({shown: label_color(label) for _, _, label, shown in inside})
-    markup = displacy.render(pages, style="ent", manual=True, options={"colors": colors})
+    options = {"colors": colors}
+    drawn = [displacy.render(page, style="ent", manual=True, options=options) for page in pages]
     head = f"{title}: “{text[where[0] : where[1]]}” (doc {i})"
-    return f'<div class="case"><b>{html.escape(head)}</b>\n{markup}</div>'
+    return (
+        f'<div class="case"><b>{html.escape(head)}</b>\n'
+        f'<p class="line">predicted, with scores</p>\n{drawn[0]}\n'
+        f'<p class="line">gold</p>\n{drawn[1]}</div>'
+    )
