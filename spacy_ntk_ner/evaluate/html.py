@@ -249,6 +249,7 @@ def _page(sections: Sequence[str], pipeline: str) -> str:
         "td{text-align:right}td:first-child{text-align:left}img{max-width:100%}"
         ".case{margin:1em 0;padding:.5em;border-left:3px solid #ccc}"
         ".line{color:#555;font-size:.85em;margin:.4em 0 0}.note{color:#555;font-size:.9em}"
+        ".about td{text-align:left}"
     )
     title = html.escape(f"Evaluation report: {pipeline}" if pipeline else "Evaluation report")
     return (
