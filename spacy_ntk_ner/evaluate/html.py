@@ -269,9 +269,7 @@ def _header(ev: Evaluation) -> str:
         f"{about.get('data', '')}: {len(ev.examples):,} docs, {n_words:,} tokens, "
         f"{n_gold:,} gold entities"
     )
-    versions = (
-        f"spacy-ntk-ner {__version__}, spaCy {spacy.__version__}, thinc {thinc.__version__}"
-    )
+    versions = f"spacy-ntk-ner {__version__}, spaCy {spacy.__version__}, thinc {thinc.__version__}"
     written = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     rows = [("model", model), ("data", data), ("written", written), ("versions", versions)]
     cells = "\n".join(f"<tr><th>{k}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
