@@ -284,9 +284,8 @@ def test_cli_calibrate_with_targets(tmp_path: Path) -> None:
     res = run_cli(["calibrate", "model", "dev.spacy", "--target-precision", "1.5"], tmp_path)
     # Checked by the parser now, before the pipeline is loaded: argparse's exit status.
     assert res.returncode == 2
-    assert res.stderr.strip().splitlines()[-1].endswith(
-        "argument --target-precision: must be between 0 and 1 (both excluded), not 1.5"
-    )
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.endswith("--target-precision: must be between 0 and 1 (both excluded), not 1.5")
     res = run_cli(["calibrate", "model", "dev.spacy", "--target-precision", "0.999"], tmp_path)
     assert res.returncode == 1
     assert len(res.stderr.strip().splitlines()) == 1
