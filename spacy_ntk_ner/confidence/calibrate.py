@@ -7,20 +7,18 @@ data is overconfident on new text. Platt scaling maps each score p to
 The map is monotone, so it changes no decision at a threshold of 0 and keeps the
 ranking of entities. The pair is stored in the component's cfg and saved with it.
 
-Use it at every save during training (`[training] before_to_disk =
-{"@callbacks": "spacy_ntk_ner.calibrate.v1", "path": ${paths.dev}}`), or on a trained
+Use it at every save during training (the callbacks in `callbacks`), or on a trained
 pipeline with `python -m spacy_ntk_ner calibrate MODEL DEV_DATA`.
 """
 
 import math
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy
 from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.training import Example
-from spacy.util import registry
 
 from .._format import decimal3
 from .._fs import replace_dir
@@ -237,29 +235,6 @@ def _record(nlp: Language, name: str, values: Dict[str, Any], drop: Sequence[str
 
 
 DEV_FIGURES = ("precision", "recall", "precision_lower", "recall_lower", "kept", "right")
-
-
-@registry.callbacks("spacy_ntk_ner.calibrate.v1")
-def make_calibrate_callback(
-    path: Optional[Union[str, Path]], limit: int = 0
-) -> Callable[[Language], Language]:
-    """A `[training] before_to_disk` callback: calibrate on the dev data before each save.
-
-    path (Optional[Union[str, Path]]): The dev data (`.spacy` file or folder); None
-        turns the callback off.
-    limit (int): Use at most this many dev docs (0: all).
-    RETURNS (Callable[[Language], Language]): The callback.
-    """
-
-    def before_to_disk(nlp: Language) -> Language:
-        if path is None:
-            return nlp
-        from spacy.training import Corpus
-
-        calibrate(nlp, list(Corpus(path, limit=limit)(nlp)))
-        return nlp
-
-    return before_to_disk
 
 
 def cross_fitted_ece(
