@@ -16,7 +16,7 @@ from spacy.tokens import DocBin
 from spacy.training import Example
 from util import app_lib_examples, run_cli, train_pipeline
 
-from spacy_ntk_ner.confidence.calibrate import calibrate
+from spacy_ntk_ner.confidence.calibrate import calibrate, format_dropped
 from spacy_ntk_ner.confidence.metrics import (
     brier_score,
     choose_threshold,
@@ -348,7 +348,9 @@ def test_a_refit_without_a_target_drops_the_targets_threshold(tmp_path: Path) ->
     # A threshold set by hand since is the user's: the record goes, the threshold stays.
     calibrate(nlp, examples, target_recall=0.3)
     ner.cfg["threshold"] = 0.25
-    assert calibrate(nlp, examples)["ntk_ner"]["dropped"]["now"] == 0.25
+    dropped = calibrate(nlp, examples)["ntk_ner"]["dropped"]
+    assert dropped["now"] == 0.25 and not dropped["reset"]
+    assert "the threshold set by hand, 0.25, stays" in format_dropped(dropped)
     assert ner.cfg["threshold"] == 0.25 and "ntk_ner" not in nlp.meta
 
 
@@ -364,7 +366,7 @@ def test_cli_refit_says_it_dropped_the_threshold_and_evaluate_keeps_no_old_promi
     assert res.returncode == 0, res.stderr
     dropped = [line for line in res.stdout.splitlines() if "dropped" in line]
     assert len(dropped) == 1 and "for recall >= 0.3 (95% lower bound) dropped" in dropped[0]
-    assert "--target-recall 0.3" in dropped[0]
+    assert "; now 0 (--target-recall 0.3 chooses it again)" in dropped[0]
     assert "ntk_ner" not in srsly.read_json(tmp_path / "model" / "meta.json")
     assert spacy.load(tmp_path / "model").get_pipe("ntk_ner").cfg["threshold"] == 0.0
     res = run_cli(["evaluate", "model", "dev.spacy"], tmp_path)

@@ -203,8 +203,9 @@ def _drop_threshold(nlp: Language, name: str) -> Optional[Dict[str, Any]]:
     """Drop the threshold an earlier `calibrate` chose for a target: it was chosen on
     the scores of the calibration just replaced, so its promise no longer holds.
 
-    RETURNS (Optional[Dict[str, Any]]): The target and threshold dropped, and the
-        threshold now ("now"); None if no target was recorded.
+    RETURNS (Optional[Dict[str, Any]]): The target and threshold dropped, whether the
+        threshold was reset ("reset") and what it is now ("now"); None if no target
+        was recorded.
     """
     entry = (nlp.meta.get("ntk_ner") or {}).get(name) or {}
     if "target" not in entry:
@@ -212,10 +213,11 @@ def _drop_threshold(nlp: Language, name: str) -> Optional[Dict[str, Any]]:
     pipe = nlp.get_pipe(name)
     assert isinstance(pipe, NTKEntityRecognizer)
     # A threshold set by hand since the target was chosen is the user's: it stays.
-    if math.isclose(pipe.cfg["threshold"], entry["threshold"], rel_tol=1e-9, abs_tol=1e-12):
+    reset = math.isclose(pipe.cfg["threshold"], entry["threshold"], rel_tol=1e-9, abs_tol=1e-12)
+    if reset:
         pipe.cfg["threshold"] = SETTINGS["threshold"]
         nlp.get_pipe_config(name)["threshold"] = SETTINGS["threshold"]
-    dropped = {"target": entry["target"], "threshold": entry["threshold"]}
+    dropped = {"target": entry["target"], "threshold": entry["threshold"], "reset": reset}
     _record(nlp, name, {}, drop=("target", "threshold", "dev"))
     return {**dropped, "now": pipe.cfg["threshold"]}
 
@@ -387,8 +389,9 @@ def format_target(t: Dict[str, Any]) -> str:
 def format_dropped(d: Dict[str, Any]) -> str:
     """RETURNS (str): The line saying that a refit dropped a target's threshold."""
     ((what, value),) = d["target"].items()
-    kept = abs(d["now"] - d["threshold"]) > 1e-9
-    now = f"the threshold set by hand, {d['now']:.4g}, stays" if kept else f"now {d['now']:.4g}"
+    now = (
+        f"now {d['now']:.4g}" if d["reset"] else f"the threshold set by hand, {d['now']:.4g}, stays"
+    )
     return (
         f"  threshold {d['threshold']:.4f} for {describe_target(d['target'])} dropped: it was "
         f"chosen on the scores of the old calibration; {now} "
