@@ -1,11 +1,13 @@
 from pathlib import Path
+from typing import List
 
 import numpy
 import pytest
 import spacy
+import srsly
 from spacy.tokens import DocBin
 from spacy.util import registry
-from util import app_lib_examples, train_pipeline
+from util import REPO, app_lib_examples, run_cli, train_pipeline
 
 from spacy_ntk_ner.confidence.calibrate import calibrate, cross_fitted_ece
 from spacy_ntk_ner.confidence.metrics import expected_calibration_error
@@ -75,3 +77,76 @@ def test_calibrate_pipeline_and_callback(tmp_path: Path) -> None:
     DocBin(docs=[eg.reference for eg in examples]).to_disk(tmp_path / "dev.spacy")
     assert make_callback(tmp_path / "dev.spacy")(nlp) is nlp
     assert ner.cfg["calibration"] == pytest.approx(fitted, rel=1e-6)
+
+
+# ---- the training callback calibrates on the dev corpus training evaluates on
+
+NAMES7 = ["Alpha", "Beta", "Gamma", "Delta", "Omega", "Sigma", "Kappa"]
+
+
+def bio_sentences(flip_every: int = 0) -> List[str]:
+    """App-uses-lib sentences; with `flip_every`, every n-th has its labels swapped
+    (so some predictions are wrong, and a map can be fitted)."""
+    out = []
+    for i, (a, b) in enumerate((a, b) for a in NAMES7 for b in NAMES7 if a != b):
+        app, lib = (
+            ("Library", "Application")
+            if flip_every and i % flip_every == 0
+            else (
+                "Application",
+                "Library",
+            )
+        )
+        out.append(f"{a}\tB-{app}\nuses\tO\n{b}\tB-{lib}\non\tO\nLinux\tB-Operating_System\n")
+    return out
+
+
+def train_from_bio(tmp_path: Path, dev: List[str]) -> Path:
+    """`spacy train` configs/cpu.cfg with both corpora read from BIO files by
+    `spacy_ntk_ner.BIOCorpus.v1`; RETURNS model-best."""
+    from spacy.cli.train import train as spacy_train
+
+    config = (REPO / "configs" / "cpu.cfg").read_text()
+    for split in ("train", "dev"):
+        docbins = (
+            f'[corpora.{split}]\n@readers = "spacy.Corpus.v1"\npath = ${{paths.{split}}}\n'
+            "max_length = 0\ngold_preproc = false\nlimit = 0\naugmenter = null\n"
+        )
+        assert docbins in config
+        reader = '@readers = "spacy_ntk_ner.BIOCorpus.v1"'
+        bio = f"[corpora.{split}]\n{reader}\npath = ${{paths.{split}}}\n"
+        config = config.replace(docbins, bio)
+    (tmp_path / "bio.cfg").write_text(config)
+    (tmp_path / "train.bio").write_text("\n".join(bio_sentences()))
+    (tmp_path / "dev.bio").write_text("\n".join(dev))
+    overrides = {
+        "paths.train": str(tmp_path / "train.bio"),
+        "paths.dev": str(tmp_path / "dev.bio"),
+        "training.max_steps": 20,
+        "training.eval_frequency": 10,
+    }
+    spacy_train(tmp_path / "bio.cfg", tmp_path / "out", overrides=overrides)
+    return tmp_path / "out" / "model-best"
+
+
+def test_training_from_bio_files_calibrates_on_the_bio_dev_corpus(tmp_path: Path) -> None:
+    best = train_from_bio(tmp_path, bio_sentences(flip_every=4))
+    ner = spacy.load(best).get_pipe("ntk_ner")
+    assert ner.cfg["calibration"] != list(IDENTITY)
+    assert "ntk_ner" not in srsly.read_json(best / "meta.json")
+
+
+def test_a_pipeline_saved_uncalibrated_warns_records_why_and_evaluate_says_so(
+    tmp_path: Path,
+) -> None:
+    with pytest.warns(UserWarning, match=r"ntk_ner: .*uncalibrated .*: too few dev entities"):
+        best = train_from_bio(tmp_path, bio_sentences()[:2])
+    meta = srsly.read_json(best / "meta.json")["ntk_ner"]["ntk_ner"]
+    assert meta["uncalibrated"].startswith("too few dev entities: ")
+    assert spacy.load(best).get_pipe("ntk_ner").cfg["calibration"] == list(IDENTITY)
+    nlp = spacy.load(best)
+    DocBin(docs=[nlp.make_doc("Alpha uses Beta on Linux")]).to_disk(tmp_path / "d.spacy")
+    res = run_cli(["evaluate", str(best), "d.spacy"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    (line,) = [x for x in res.stdout.splitlines() if "uncalibrated:" in x]
+    assert line.startswith("ntk_ner: the scores are uncalibrated: too few dev entities")

@@ -2,7 +2,7 @@
 its help imports."""
 
 from pathlib import Path
-from typing import Any, List, Set
+from typing import Any, Dict, List, Set
 
 import pytest
 import spacy
@@ -11,6 +11,7 @@ from spacy.training import Example
 from util import modules_after, run_cli
 
 import spacy_ntk_ner
+from spacy_ntk_ner.annotate.options import AnnotateOptions
 from spacy_ntk_ner.cli import app as cli
 from spacy_ntk_ner.cli import convert as convert_command
 from spacy_ntk_ner.errors import UserError
@@ -87,3 +88,73 @@ def test_help_imports_no_spacy_language(args: List[str], tmp_path: Path) -> None
     modules = _modules_after_help(args, tmp_path)
     assert "spacy_ntk_ner.cli.parsers" in modules
     assert "spacy.language" not in modules
+
+
+# ---- every numeric option is checked for what it means, before anything is read
+
+POSITIONALS = {
+    "convert": ["in.bio", "out"],
+    "export": ["in.spacy", "out.txt"],
+    "evaluate": ["model", "data.spacy"],
+    "calibrate": ["model", "data.spacy"],
+    "visualize": ["model", "data.spacy", "out.html"],
+    "annotate": ["model", "in.txt", "out"],
+}
+BAD_VALUES = [
+    ("convert", "--tag-column", "1"),
+    ("convert", "--n-sents", "-1"),
+    ("convert", "--seed", "1.5"),
+    ("convert", "--shard-size", "0"),
+    ("evaluate", "--gpu-id", "-2"),
+    ("calibrate", "--target-precision", "0"),
+    ("calibrate", "--target-precision", "1"),
+    ("calibrate", "--target-precision", "nan"),
+    ("calibrate", "--target-recall", "1.5"),
+    ("visualize", "--limit", "0"),
+    ("annotate", "--threshold", "1.5"),
+    ("annotate", "--threshold", "nan"),
+    ("annotate", "--shard-size", "0"),
+    ("annotate", "--n-process", "0"),
+    ("annotate", "--batch-size", "0"),
+    ("annotate", "--gpu-id", "-2"),
+    ("annotate", "--n-workers", "0"),
+    ("annotate", "--ray-num-cpus", "0"),
+    ("annotate", "--ray-num-cpus", "-1"),
+]
+
+
+@pytest.mark.parametrize("command,option,value", BAD_VALUES)
+def test_a_bad_number_is_refused_naming_its_option(
+    command: str, option: str, value: str, tmp_path: Path, capsys: Any
+) -> None:
+    args = [str(tmp_path / p) for p in POSITIONALS[command]]
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([command, *args, option, value])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith(f"python -m spacy_ntk_ner {command}: error: argument {option}: ")
+    ), err
+    assert not any(tmp_path.iterdir())
+
+
+def test_every_numeric_option_has_a_bad_value_in_the_table() -> None:
+    parser = cli.build_parser()
+    (commands,) = [a for a in parser._actions if a.dest == "command"]
+    numeric = {
+        (name, action.option_strings[-1])
+        for name, sub in dict(commands.choices or {}).items()
+        for action in sub._actions
+        if action.option_strings and action.type not in (None, Path, str)
+    }
+    assert numeric == {(command, option) for command, option, _ in BAD_VALUES}
+
+
+@pytest.mark.parametrize("field", [{"ray_num_cpus": 0}, {"gpu_id": -2}])
+def test_annotate_options_refuse_what_the_parser_refuses(field: Dict[str, int]) -> None:
+    option = "--" + next(iter(field)).replace("_", "-")
+    with pytest.raises(UserError, match=option):
+        AnnotateOptions(**field).check()  # type: ignore[arg-type]

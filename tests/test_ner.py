@@ -16,7 +16,7 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example
 from spacy.util import load_model_from_config, registry
 from thinc.api import SGD, fix_random_seed
-from util import scored_paths, train_pipeline
+from util import app_lib_examples, scored_paths, train_pipeline
 
 from spacy_ntk_ner.ner import settings as ner_settings
 from spacy_ntk_ner.ner._crf import decode as crf_decode
@@ -880,3 +880,27 @@ def test_o_unknown_weight_0_is_the_plain_loss_and_1_is_missing_gold() -> None:
     assert plain > unknown
     ner.cfg["o_unknown_weight"] = 1e-12
     assert ner.get_loss(examples, scores)[0] == pytest.approx(plain, rel=1e-5)
+
+
+def test_a_docs_entities_and_scores_do_not_depend_on_its_batch() -> None:
+    """On the CPU a doc scores the same bit for bit in any batch (so a run resumed with
+    another --batch-size, or on another engine, writes the same): docs of many lengths,
+    one past the window, in batches of 1, 8, 64 and 1000."""
+    nlp, examples = train_pipeline(app_lib_examples, steps=5, drop=0.2, n_train=10)
+    texts = [eg.reference.text for eg in examples]
+    texts += [" and ".join(texts[i : i + k]) for i, k in [(0, 2), (3, 5), (7, 9), (2, 30)]]
+    texts.append(" then ".join(texts[:30] * 5))  # over 512 tokens: decoded in windows
+
+    def scored(batch_size: int) -> List[Any]:
+        return [
+            (
+                [(s.start, s.end, s.label_) for s in d.spans["ntk_ner"]],
+                d.spans["ntk_ner"].attrs["scores"],
+            )
+            for d in nlp.pipe(texts, batch_size=batch_size)
+        ]
+
+    one = scored(1)
+    assert sum(len(spans) for spans, _ in one) > 100
+    for batch_size in (8, 64, 1000):
+        assert scored(batch_size) == one

@@ -16,10 +16,11 @@ from spacy.tokens import DocBin
 from spacy.training import Example
 from util import app_lib_examples, run_cli, train_pipeline
 
-from spacy_ntk_ner.confidence.calibrate import calibrate
+from spacy_ntk_ner.confidence.calibrate import calibrate, format_dropped
 from spacy_ntk_ner.confidence.metrics import (
     brier_score,
     choose_threshold,
+    describe_target,
     precision_recall_at,
     wilson_lower,
 )
@@ -281,10 +282,10 @@ def test_cli_calibrate_with_targets(tmp_path: Path) -> None:
     DocBin(docs=[eg.reference for eg in examples]).to_disk(tmp_path / "dev.spacy")
     before = snapshot(tmp_path / "model")
     res = run_cli(["calibrate", "model", "dev.spacy", "--target-precision", "1.5"], tmp_path)
-    assert res.returncode == 1
-    assert (
-        res.stderr.strip() == "--target-precision: must be between 0 and 1 (both excluded), not 1.5"
-    )
+    # Checked by the parser now, before the pipeline is loaded: argparse's exit status.
+    assert res.returncode == 2
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.endswith("--target-precision: must be between 0 and 1 (both excluded), not 1.5")
     res = run_cli(["calibrate", "model", "dev.spacy", "--target-precision", "0.999"], tmp_path)
     assert res.returncode == 1
     assert len(res.stderr.strip().splitlines()) == 1
@@ -332,3 +333,59 @@ def test_threshold_chosen_on_one_half_keeps_the_target_on_the_other(target: floa
             short[kind] += int(held_out < target - 0.03)
     assert short["wilson"] == 0
     assert short["point"] > 0
+
+
+def test_a_refit_without_a_target_drops_the_targets_threshold(tmp_path: Path) -> None:
+    nlp, examples = trained()
+    calibrate(nlp, examples, target_recall=0.3)
+    ner = nlp.get_pipe("ntk_ner")
+    assert ner.cfg["threshold"] > 0
+    report = calibrate(nlp, examples)["ntk_ner"]
+    # The threshold was chosen on the old calibration's scores: it goes, with its record.
+    assert report["dropped"]["target"] == {"recall": 0.3}
+    assert ner.cfg["threshold"] == nlp.get_pipe_config("ntk_ner")["threshold"] == 0.0
+    assert "ntk_ner" not in nlp.meta
+    # A threshold set by hand since is the user's: the record goes, the threshold stays.
+    calibrate(nlp, examples, target_recall=0.3)
+    ner.cfg["threshold"] = 0.25
+    dropped = calibrate(nlp, examples)["ntk_ner"]["dropped"]
+    assert dropped["now"] == 0.25 and not dropped["reset"]
+    assert "the threshold set by hand, 0.25, stays" in format_dropped(dropped)
+    assert ner.cfg["threshold"] == 0.25 and "ntk_ner" not in nlp.meta
+
+
+def test_cli_refit_says_it_dropped_the_threshold_and_evaluate_keeps_no_old_promise(
+    tmp_path: Path,
+) -> None:
+    nlp, examples = trained()
+    nlp.to_disk(tmp_path / "model")
+    DocBin(docs=[eg.reference for eg in examples]).to_disk(tmp_path / "dev.spacy")
+    res = run_cli(["calibrate", "model", "dev.spacy", "--target-recall", "0.3"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    res = run_cli(["calibrate", "model", "dev.spacy"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    dropped = [line for line in res.stdout.splitlines() if "dropped" in line]
+    assert len(dropped) == 1 and "for recall >= 0.3 (95% lower bound) dropped" in dropped[0]
+    assert "; now 0 (--target-recall 0.3 chooses it again)" in dropped[0]
+    assert "ntk_ner" not in srsly.read_json(tmp_path / "model" / "meta.json")
+    assert spacy.load(tmp_path / "model").get_pipe("ntk_ner").cfg["threshold"] == 0.0
+    res = run_cli(["evaluate", "model", "dev.spacy"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "chosen by `calibrate`" not in res.stdout
+
+
+def test_a_stale_target_record_is_not_shown(tmp_path: Path) -> None:
+    nlp, examples = trained()
+    calibrate(nlp, examples, target_recall=0.3)
+    # As an older `calibrate` left it: the record kept, the threshold changed.
+    nlp.get_pipe_config("ntk_ner")["threshold"] = 0.0
+    nlp.to_disk(tmp_path / "model")
+    DocBin(docs=[eg.reference for eg in examples]).to_disk(tmp_path / "dev.spacy")
+    res = run_cli(["evaluate", "model", "dev.spacy"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "chosen by `calibrate`" not in res.stdout
+
+
+def test_targets_are_printed_as_the_user_gave_them() -> None:
+    assert describe_target({"precision": 0.1 * 6}) == "precision >= 0.6 (95% lower bound)"
+    assert describe_target({"recall": 0.123456789}) == "recall >= 0.123456789 (95% lower bound)"

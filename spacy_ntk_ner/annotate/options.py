@@ -1,7 +1,7 @@
 """The options of an annotation job, and their checks."""
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import List, Optional
 
 from ..errors import UserError
 from .inputs import InputOptions
@@ -64,10 +64,7 @@ class AnnotateOptions:
             problems.append(f"--shard-size must be at least 1, not {settings.shard_size}")
         if settings.threshold is not None and not 0.0 <= settings.threshold <= 1.0:
             problems.append(f"--threshold must be between 0 and 1, not {settings.threshold}")
-        if self.batch_size < 1:
-            problems.append(f"--batch-size must be at least 1, not {self.batch_size}")
-        if self.n_process < 1 or self.n_workers < 1:
-            problems.append("--n-process and --n-workers must be at least 1")
+        problems += self._count_problems()
         if self.engine == "local" and self.n_workers != 1:
             problems.append("--n-workers is for --engine ray; on one machine use --n-process")
         if self.engine == "ray" and self.n_process != 1:
@@ -79,3 +76,17 @@ class AnnotateOptions:
             )
         if problems:
             raise UserError("; ".join(problems))
+
+    def _count_problems(self) -> List[str]:
+        """RETURNS (List[str]): The counts and device numbers out of their range."""
+        problems = []
+        if self.batch_size < 1:
+            problems.append(f"--batch-size must be at least 1, not {self.batch_size}")
+        if self.n_process < 1 or self.n_workers < 1:
+            problems.append("--n-process and --n-workers must be at least 1")
+        if self.ray_num_cpus is not None and self.ray_num_cpus < 1:
+            # Ray starts with no CPU to schedule on and waits forever.
+            problems.append(f"--ray-num-cpus must be at least 1, not {self.ray_num_cpus}")
+        if self.gpu_id < -1:
+            problems.append(f"--gpu-id must be -1 (the CPU) or a GPU's number, not {self.gpu_id}")
+        return problems

@@ -63,8 +63,21 @@ def zero_to_one(value: str) -> float:
     """RETURNS (float): VALUE as a number from 0 to 1, both included."""
     n = number(value)
     if not 0.0 <= n <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {n}")
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {value}")
     return n
+
+
+def between_zero_and_one(value: str) -> float:
+    """RETURNS (float): VALUE as a number between 0 and 1, both excluded (a target)."""
+    n = number(value)
+    if not 0.0 < n < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (both excluded), not {value}")
+    return n
+
+
+def gpu_id(value: str) -> int:
+    """RETURNS (int): VALUE as a GPU's number, or -1 for the CPU."""
+    return _whole_number(value, -1)
 
 
 def tag_column(value: str) -> int:
@@ -98,13 +111,13 @@ def add_glob(parser: argparse.ArgumentParser) -> None:
 def add_shard_size(parser: argparse.ArgumentParser, help_text: str) -> None:
     """Add --shard-size: the documents per output file."""
     parser.add_argument(
-        "--shard-size", type=zero_or_more, default=10000, metavar="N", help=help_text
+        "--shard-size", type=one_or_more, default=10000, metavar="N", help=help_text
     )
 
 
 def add_gpu_id(parser: argparse.ArgumentParser) -> None:
     """Add --gpu-id: the GPU to run the pipeline on."""
-    parser.add_argument("--gpu-id", type=int, default=-1, help="GPU to run on; -1: the CPU")
+    parser.add_argument("--gpu-id", type=gpu_id, default=-1, help="GPU to run on; -1: the CPU")
 
 
 def add_overwrite(parser: argparse.ArgumentParser, help_text: str) -> None:

@@ -14,7 +14,7 @@ from ._options import (
     add_overwrite,
     add_quiet,
     add_shard_size,
-    number,
+    between_zero_and_one,
     one_or_more,
     tag_column,
     zero_or_more,
@@ -165,7 +165,7 @@ def add_calibrate_parser(subparsers: Any) -> None:
     target = cal.add_mutually_exclusive_group()
     target.add_argument(
         "--target-precision",
-        type=number,
+        type=between_zero_and_one,
         default=None,
         metavar="P",
         help="also set the threshold to the lowest score at which the precision on "
@@ -173,7 +173,7 @@ def add_calibrate_parser(subparsers: Any) -> None:
     )
     target.add_argument(
         "--target-recall",
-        type=number,
+        type=between_zero_and_one,
         default=None,
         metavar="R",
         help="or to the highest score at which the recall is at least R that way",
@@ -248,18 +248,18 @@ def add_annotate_parser(subparsers: Any) -> None:
         "--engine", choices=("local", "ray"), default="local", help="this machine, or Ray Data"
     )
     ann.add_argument(
-        "--n-process", type=zero_or_more, default=1, metavar="N", help="processes (local engine)"
+        "--n-process", type=one_or_more, default=1, metavar="N", help="processes (local engine)"
     )
     ann.add_argument(
-        "--batch-size", type=zero_or_more, default=256, metavar="N", help="documents per batch"
+        "--batch-size", type=one_or_more, default=256, metavar="N", help="documents per batch"
     )
     add_gpu_id(ann)
-    ann.add_argument("--n-workers", type=zero_or_more, default=1, metavar="N", help="Ray actors")
+    ann.add_argument("--n-workers", type=one_or_more, default=1, metavar="N", help="Ray actors")
     ann.add_argument(
         "--ray-address", default=None, help="join this Ray cluster (None: start a local one)"
     )
     ann.add_argument(
-        "--ray-num-cpus", type=zero_or_more, default=None, metavar="N", help="CPUs of a local Ray"
+        "--ray-num-cpus", type=one_or_more, default=None, metavar="N", help="CPUs of a local Ray"
     )
     add_overwrite(ann, "remove what an earlier run wrote into OUTPUT_DIR and start over")
     add_quiet(ann)

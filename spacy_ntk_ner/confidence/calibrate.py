@@ -7,19 +7,18 @@ data is overconfident on new text. Platt scaling maps each score p to
 The map is monotone, so it changes no decision at a threshold of 0 and keeps the
 ranking of entities. The pair is stored in the component's cfg and saved with it.
 
-Use it at every save during training (`[training] before_to_disk =
-{"@callbacks": "spacy_ntk_ner.calibrate.v1", "path": ${paths.dev}}`), or on a trained
+Use it at every save during training (the callbacks in `callbacks`), or on a trained
 pipeline with `python -m spacy_ntk_ner calibrate MODEL DEV_DATA`.
 """
 
+import math
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy
 from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.training import Example
-from spacy.util import registry
 
 from .._format import decimal3
 from .._fs import replace_dir
@@ -27,15 +26,18 @@ from ..corpus.docbin import load_examples
 from ..errors import UserError
 from ..loading import load_pipeline
 from ..ner.component import NTKEntityRecognizer
+from ..ner.settings import SETTINGS
 from .metrics import (
     choose_threshold,
     describe_target,
     expected_calibration_error,
+    format_target_value,
     labelled_entities,
     scored_entities,
 )
 from .platt import (
     IDENTITY,
+    MIN_ENTITIES,
     MIN_LABEL_ENTITIES,
     Calibration,
     apply_platt,
@@ -129,11 +131,36 @@ def calibrate(
             "ece_cross_fitted": {"shared": fit["ece_shared"], "per_label": fit["ece_per_label"]},
             "labels": fit["labels"],
         }
+        # Scores stay calibrated when an earlier fit is kept; only identity is recorded.
+        unfit = not fitted and saved[name].is_identity
+        reason = why_uncalibrated(len(examples), correct) if unfit else None
+        _record(nlp, name, {"uncalibrated": reason} if reason else {}, drop=("uncalibrated",))
+        if reason:
+            report[name]["uncalibrated"] = reason
         if target_precision is not None or target_recall is not None:
             chosen = _choose(after, correct, n_gold, target_precision, target_recall)
             _set_threshold(nlp, name, chosen)
             report[name]["target"] = chosen
+        else:
+            dropped = _drop_threshold(nlp, name)
+            if dropped:
+                report[name]["dropped"] = dropped
     return report
+
+
+def why_uncalibrated(n_docs: int, correct: Sequence[bool]) -> str:
+    """Why no calibration could be fitted on the dev data.
+
+    n_docs (int): The dev docs.
+    correct (Sequence[bool]): Whether each predicted dev entity is right.
+    RETURNS (str): The reason, such as "too few dev entities: 12 predicted, 20 needed".
+    """
+    if not n_docs:
+        return "no dev data"
+    if len(correct) < MIN_ENTITIES:
+        return f"too few dev entities: {len(correct)} predicted, {MIN_ENTITIES} needed"
+    which = "right" if all(correct) else "wrong"
+    return f"all {len(correct)} dev entities predicted are {which}: nothing to fit a map on"
 
 
 def _choose(
@@ -168,37 +195,48 @@ def _set_threshold(nlp: Language, name: str, chosen: Dict[str, Any]) -> None:
     assert isinstance(pipe, NTKEntityRecognizer)
     pipe.cfg["threshold"] = threshold
     nlp.get_pipe_config(name)["threshold"] = threshold
-    nlp.meta.setdefault("ntk_ner", {})[name] = {
-        "target": chosen["target"],
-        "threshold": threshold,
-        "dev": {k: chosen[k] for k in DEV_FIGURES},
-    }
+    figures = {k: chosen[k] for k in DEV_FIGURES}
+    _record(nlp, name, {"target": chosen["target"], "threshold": threshold, "dev": figures})
+
+
+def _drop_threshold(nlp: Language, name: str) -> Optional[Dict[str, Any]]:
+    """Drop the threshold an earlier `calibrate` chose for a target: it was chosen on
+    the scores of the calibration just replaced, so its promise no longer holds.
+
+    RETURNS (Optional[Dict[str, Any]]): The target and threshold dropped, whether the
+        threshold was reset ("reset") and what it is now ("now"); None if no target
+        was recorded.
+    """
+    entry = (nlp.meta.get("ntk_ner") or {}).get(name) or {}
+    if "target" not in entry:
+        return None
+    pipe = nlp.get_pipe(name)
+    assert isinstance(pipe, NTKEntityRecognizer)
+    # A threshold set by hand since the target was chosen is the user's: it stays.
+    reset = math.isclose(pipe.cfg["threshold"], entry["threshold"], rel_tol=1e-9, abs_tol=1e-12)
+    if reset:
+        pipe.cfg["threshold"] = SETTINGS["threshold"]
+        nlp.get_pipe_config(name)["threshold"] = SETTINGS["threshold"]
+    dropped = {"target": entry["target"], "threshold": entry["threshold"], "reset": reset}
+    _record(nlp, name, {}, drop=("target", "threshold", "dev"))
+    return {**dropped, "now": pipe.cfg["threshold"]}
+
+
+def _record(nlp: Language, name: str, values: Dict[str, Any], drop: Sequence[str] = ()) -> None:
+    """Update what the pipeline's meta records about a component's calibration
+    (`meta["ntk_ner"][name]`): remove the keys `drop`, then set `values`."""
+    records = nlp.meta.setdefault("ntk_ner", {})
+    entry = {k: v for k, v in (records.get(name) or {}).items() if k not in drop}
+    entry.update(values)
+    if entry:
+        records[name] = entry
+    else:
+        records.pop(name, None)
+    if not records:
+        nlp.meta.pop("ntk_ner")
 
 
 DEV_FIGURES = ("precision", "recall", "precision_lower", "recall_lower", "kept", "right")
-
-
-@registry.callbacks("spacy_ntk_ner.calibrate.v1")
-def make_calibrate_callback(
-    path: Optional[Union[str, Path]], limit: int = 0
-) -> Callable[[Language], Language]:
-    """A `[training] before_to_disk` callback: calibrate on the dev data before each save.
-
-    path (Optional[Union[str, Path]]): The dev data (`.spacy` file or folder); None
-        turns the callback off.
-    limit (int): Use at most this many dev docs (0: all).
-    RETURNS (Callable[[Language], Language]): The callback.
-    """
-
-    def before_to_disk(nlp: Language) -> Language:
-        if path is None:
-            return nlp
-        from spacy.training import Corpus
-
-        calibrate(nlp, list(Corpus(path, limit=limit)(nlp)))
-        return nlp
-
-    return before_to_disk
 
 
 def cross_fitted_ece(
@@ -301,8 +339,20 @@ def format_calibration(name: str, r: Dict[str, Any], data: Path) -> str:
     data (Path): The dev data.
     RETURNS (str): The lines.
     """
+    lines = _fit_lines(name, r, data)
+    if "uncalibrated" in r:
+        lines.append(f"  scores left uncalibrated: {r['uncalibrated']}")
+    if "target" in r:
+        lines.append(format_target(r["target"]))
+    if "dropped" in r:
+        lines.append(format_dropped(r["dropped"]))
+    return "\n".join(lines)
+
+
+def _fit_lines(name: str, r: Dict[str, Any], data: Path) -> List[str]:
+    """RETURNS (List[str]): The maps fitted or kept, and their calibration errors."""
     if not r["n"]:
-        return f"{name}: predicted no entity on {data}; calibration kept"
+        return [f"{name}: predicted no entity on {data}; calibration kept"]
     a, b = r["params"]
     fitted = "fitted" if r["fitted"] else "kept (too little data to fit)"
     lines = [
@@ -323,9 +373,7 @@ def format_calibration(name: str, r: Dict[str, Any], data: Path) -> str:
             f"  {label}: {row['n']} entities, {which}; cross-fitted error "
             f"{decimal3(row['ece_shared'])} shared, {decimal3(row['ece_per_label'])} per label"
         )
-    if "target" in r:
-        lines.append(format_target(r["target"]))
-    return "\n".join(lines)
+    return lines
 
 
 def format_target(t: Dict[str, Any]) -> str:
@@ -335,4 +383,17 @@ def format_target(t: Dict[str, Any]) -> str:
         f"data precision {t['precision']:.3f} (lower bound {t['precision_lower']:.3f}), "
         f"recall {t['recall']:.3f} (lower bound {t['recall_lower']:.3f}); "
         f"{t['right']} of {t['kept']} entities kept are right"
+    )
+
+
+def format_dropped(d: Dict[str, Any]) -> str:
+    """RETURNS (str): The line saying that a refit dropped a target's threshold."""
+    ((what, value),) = d["target"].items()
+    now = (
+        f"now {d['now']:.4g}" if d["reset"] else f"the threshold set by hand, {d['now']:.4g}, stays"
+    )
+    return (
+        f"  threshold {d['threshold']:.4f} for {describe_target(d['target'])} dropped: it was "
+        f"chosen on the scores of the old calibration; {now} "
+        f"(--target-{what} {format_target_value(value)} chooses it again)"
     )

@@ -219,4 +219,10 @@ def describe_target(target: Dict[str, float]) -> str:
     """RETURNS (str): A target as `calibrate` sets it: "precision >= 0.8 (95% lower
     bound)"."""
     ((what, value),) = target.items()
-    return f"{what} >= {value} (95% lower bound)"
+    return f"{what} >= {format_target_value(value)} (95% lower bound)"
+
+
+def format_target_value(value: float) -> str:
+    """RETURNS (str): A target as the user wrote it: 12 significant digits drop the
+    float noise of arithmetic or a JSON round trip (0.6000000000000001 is 0.6)."""
+    return f"{value:.12g}"

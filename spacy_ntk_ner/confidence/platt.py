@@ -235,6 +235,11 @@ class Calibration(NamedTuple):
         a, b = cfg.get("calibration", IDENTITY)
         return cls((a, b), dict(cfg.get("calibration_per_label") or {}))
 
+    @property
+    def is_identity(self) -> bool:
+        """RETURNS (bool): Whether the calibration leaves every score as it is."""
+        return tuple(float(x) for x in self.shared) == IDENTITY and not self.per_label
+
     def to_cfg(self, cfg: Dict[str, Any]) -> None:
         """Store the calibration in a component's cfg, as plain floats."""
         cfg["calibration"] = [float(x) for x in self.shared]

@@ -120,8 +120,7 @@ def run_evaluation(model: Any, data: Path, gpu_id: int = -1) -> Evaluation:
             ents = component_entities(examples, pipe.cfg["spans_key"])
             raw = uncalibrated(ents, pipe)
             cal = confidence_metrics(ents, raw, n_gold, pipe.cfg["threshold"])
-            if name in targets:
-                cal["target"] = targets[name]
+            cal.update(calibration_record(pipe, targets.get(name) or {}))
             metrics.setdefault("calibration", {})[name] = cal
             evaluation.entities[name] = ents
             evaluation.raw_scores[name] = raw
@@ -174,6 +173,25 @@ def component_entities(examples: Sequence[Example], spans_key: str) -> List[Scor
         for span, score, right, label in zip(spans, scores, correct, labels):
             found.append(ScoredEntity(i, span.start_char, span.end_char, label, score, right))
     return found
+
+
+def calibration_record(pipe: NTKEntityRecognizer, record: Dict[str, Any]) -> Dict[str, Any]:
+    """What a component's scores are, from its calibration and what `calibrate`
+    recorded in the pipeline's meta.
+
+    pipe (NTKEntityRecognizer): The component.
+    record (Dict[str, Any]): Its entry of `meta["ntk_ner"]`.
+    RETURNS (Dict[str, Any]): "uncalibrated" (why) when its calibration is the
+        identity, and "target" when its threshold is the one chosen for the target.
+    """
+    result: Dict[str, Any] = {}
+    if Calibration.from_cfg(pipe.cfg).is_identity:
+        result["uncalibrated"] = record.get("uncalibrated", "no calibration was fitted")
+    # A threshold other than the one chosen (set by hand since, or kept by an older
+    # refit) does not hold the target's promise: the record is not shown.
+    if "target" in record and abs(record["threshold"] - pipe.cfg["threshold"]) <= 1e-9:
+        result["target"] = record
+    return result
 
 
 def uncalibrated(ents: Sequence[ScoredEntity], pipe: NTKEntityRecognizer) -> List[float]:
@@ -262,6 +280,8 @@ def format_confidence(name: str, cal: Dict[str, Any]) -> str:
         raw, brier = decimal3(cal["ece_raw"]), decimal3(cal.get("brier"))
         line += f" ({raw} uncalibrated), Brier score {brier}"
     rows = [line]
+    if "uncalibrated" in cal:
+        rows.append(f"{name}: the scores are uncalibrated: {cal['uncalibrated']}")
     if cal.get("at_thresholds"):
         rows += ["", "| threshold | P | R | entities kept |", "| ---: | ---: | ---: | ---: |"]
         for r in cal["at_thresholds"]:

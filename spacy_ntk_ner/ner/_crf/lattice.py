@@ -16,6 +16,13 @@ summed afterwards in one cumulative sum. Disallowed transitions are zeros of `ex
 The backward recursion is the forward one of the reversed docs with the transposed
 transitions, so `marginals` runs both in one loop, one batched product per step.
 Padding positions score NEG, so nothing flows through them.
+
+On the CPU the products are `einsum`s, not `@` (`_product`): a BLAS product sums in an
+order that depends on how many rows it gets, so a doc's scores would change in their
+last bits with the other docs of its batch. numpy's `einsum` sums each row in the same
+order whatever the batch, and is as fast at these sizes, so on the CPU a doc scores
+the same bit for bit in any batch. On a GPU, cupy's `einsum` costs more Python per
+step than the product: `@` stays.
 """
 
 from dataclasses import dataclass
@@ -139,6 +146,12 @@ def _logsumexp(xp: Any, x: Any) -> Any:
     return xp.log(xp.exp(x - m[..., None]).sum(axis=-1)) + m
 
 
+def _product(xp: Any, spec: str, a: Any, b: Any) -> Any:
+    """`a @ b`; with numpy an `einsum` by `spec`, whose sums do not depend on the
+    number of rows."""
+    return xp.einsum(spec, a, b) if xp.__name__ == "numpy" else a @ b
+
+
 def _scan(xp: Any, expE: Any, mats: Any, p0: Any) -> Tuple[Any, Any]:
     """The recursion `p_t ∝ (p_{t-1} @ mats) * expE_t`, each step divided by its
     maximum; time-major, so each step reads and writes contiguous slices.
@@ -157,7 +170,7 @@ def _scan(xp: Any, expE: Any, mats: Any, p0: Any) -> Tuple[Any, Any]:
     rel[0] = p0
     for t in range(1, T):
         p = rel[t]
-        xp.multiply(rel[t - 1] @ mats, expE[t], out=p)
+        xp.multiply(_product(xp, "gbk,gkj->gbj", rel[t - 1], mats), expE[t], out=p)
         p.max(axis=2, out=divisors[t])
         xp.divide(p, divisors[t][:, :, None], out=p)
         xp.maximum(p, FLOOR, out=p)
@@ -224,7 +237,8 @@ def _recursions(lattice: Lattice, directions: str) -> Tuple[Any, Any, Any, Any]:
         # over the tags at t+1 = reversed s-1: the reversed chain's score there times
         # the transitions. (Not its score at s less E_t: that would undo the floor of
         # a tag at NEG.)
-        after = xp.log(rel[:-1, -1] @ mats_g[-1]) + log_offset[:-1, -1, :, None]
+        after = xp.log(_product(xp, "tbk,kj->tbj", rel[:-1, -1], mats_g[-1]))
+        after += log_offset[:-1, -1, :, None]
         ends = xp.broadcast_to(end_scores, (1,) + after.shape[1:])
         rev_suffix = xp.concatenate([ends, after])
         suffix = xp.where(live, rev_suffix.transpose(1, 0, 2)[rows[:, None], rev], NEG)
