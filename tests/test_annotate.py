@@ -856,7 +856,7 @@ def test_cli_unwritable_json_is_refused_at_its_line(
     assert res.stderr.startswith("in.jsonl:2: ") and what in res.stderr, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
     assert not (tmp_path / "out").exists()
-    res = run_cli([*args[:4], "skipped", *args[5:], "--on-error", "skip", "--quiet"], tmp_path)
+    res = run_cli([*args[:3], "skipped", *args[4:], "--on-error", "skip", "--quiet"], tmp_path)
     assert res.returncode == 0, res.stderr
     report = json.loads((tmp_path / "skipped" / "report.json").read_text())
     assert report["documents"] == 2 and len(report["skipped_lines"]) == 1
