@@ -777,3 +777,195 @@ def test_ray_nodes_must_see_the_same_model(models: Path, tmp_path: Path) -> None
         check_nodes(_FakeRay(model, str(copy)), model)
     with pytest.raises(ValueError, match="Ray node 10.0.0.2"):
         check_nodes(_FakeRay(model, str(tmp_path / "nowhere")), model)
+
+
+def test_repeated_ids_tell_json_types_apart(models: Path, tmp_path: Path) -> None:
+    # 1, true and 1.0 are three ids, as JSON tells them apart; "a" twice is one repeat.
+    rows = [{"text": "x", "id": i} for i in (1, True, 1.0, "1", [1], "a", "a")]
+    path = write(tmp_path, "in.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    report = annotate(str(models / "ntk"), [path], tmp_path / "out")
+    assert report["duplicate_ids"] == 1
+
+
+def test_docbin_list_id_is_refused_or_skipped(models: Path, tmp_path: Path) -> None:
+    # A DocBin gives JSON arrays back as tuples: a list id would not come back as given.
+    rows = [{"text": "Berlin is big", "id": ["a", 1]}, {"text": "Python", "id": "b"}]
+    path = write(tmp_path, "in.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    model = str(models / "ntk")
+    docbin = Settings(output_format="docbin")
+    with pytest.raises(BIOError, match=rf"^{path}:1: .*list") as err:
+        annotate(model, [path], tmp_path / "out", settings=docbin)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "out").exists()
+    skip = InputOptions(on_error="skip")
+    report = annotate(model, [path], tmp_path / "d", settings=docbin, input_options=skip)
+    assert [d.user_data["id"] for d in docbin_docs(tmp_path / "d")] == ["b"]
+    assert [s.split(":")[1] for s in report["skipped_lines"]] == ["1"]
+    # JSONL output keeps the list id as it was.
+    annotate(model, [path], tmp_path / "j")
+    assert [g["id"] for g in lines(tmp_path / "j")] == [["a", 1], "b"]
+
+
+def test_docbin_entities_agree_with_the_threshold(models: Path, tmp_path: Path) -> None:
+    path = make_input(tmp_path, "txt", TEXTS)
+    model = str(models / "ntk")
+    every = [spans_of(g) for g in lines(_annotated(model, path, tmp_path / "all"))]
+    scores = sorted(s[5] for d in every for s in d)
+    for t in (scores[len(scores) // 2], 0.0):
+        settings = Settings(threshold=t)
+        jsonl = lines(_annotated(model, path, tmp_path / f"j{t}", settings))
+        docbin = Settings(threshold=t, output_format="docbin")
+        docs = docbin_docs(_annotated(model, path, tmp_path / f"d{t}", docbin))
+        want = [[(s["start"], s["end"], s["label"]) for s in g["spans"]] for g in jsonl]
+        assert [[(e.start_char, e.end_char, e.label_) for e in d.ents] for d in docs] == want
+        assert [[s[:5] for s in d] for d in docbin_spans(docs)] == [
+            [s[:5] for s in spans_of(g)] for g in jsonl
+        ]
+    assert 0 < sum(map(len, want))
+
+
+def _annotated(model: str, path: Path, out: Path, settings: Settings = Settings()) -> Path:
+    annotate(model, [path], out, settings=settings)
+    return out
+
+
+# JSON that parses but cannot be written: each is refused at its line before anything
+# is written (a traceback or a worker error before), and --on-error skip skips it.
+UNWRITABLE = [
+    ('{"text": "a \\ud800 b"}', "jsonl", "lone surrogate"),
+    ('{"text": "fine", "id": "\\udfff"}', "jsonl", "lone surrogate"),
+    ('{"text": "fine", "meta": {"k": ["\\ud800"]}}', "jsonl", "lone surrogate"),
+    ('{"text": "fine", "n": NaN}', "jsonl", "NaN"),
+    ('{"text": "fine", "n": -Infinity}', "jsonl", "Infinity"),
+    ('{"text": "fine", "n": 1e999}', "jsonl", "1e999"),
+    ('{"text": "fine", "id": 18446744073709551616}', "docbin", "18446744073709551616"),
+    ('{"text": "fine", "n": [-9223372036854775809]}', "docbin", "-9223372036854775809"),
+]
+
+
+@pytest.mark.parametrize("n_process", [1, 2])
+@pytest.mark.parametrize("line,output_format,what", UNWRITABLE)
+def test_cli_unwritable_json_is_refused_at_its_line(
+    models: Path, tmp_path: Path, n_process: int, line: str, output_format: str, what: str
+) -> None:
+    write(tmp_path, "in.jsonl", '{"text": "Berlin is big"}\n' + line + '\n{"text": "Python"}\n')
+    args = ["annotate", str(models / "ntk"), "in.jsonl", "out", "--n-process", str(n_process)]
+    args += ["--output-format", output_format]
+    res = run_cli(args, tmp_path)
+    assert res.returncode == 1, res.stderr
+    assert res.stderr.startswith("in.jsonl:2: ") and what in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+    assert not (tmp_path / "out").exists()
+    res = run_cli([*args[:3], "skipped", *args[4:], "--on-error", "skip", "--quiet"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    report = json.loads((tmp_path / "skipped" / "report.json").read_text())
+    assert report["documents"] == 2 and len(report["skipped_lines"]) == 1
+    for shard in (tmp_path / "skipped").glob("shard-*.jsonl"):
+        for text in shard.read_text("utf8").splitlines():
+            json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in {shard}"))
+
+
+def test_cr_only_text_file_is_refused(models: Path, tmp_path: Path) -> None:
+    for name in ("in.txt", "in.jsonl"):
+        sep = '{"text": "a"}\r{"text": "b"}\r' if name == "in.jsonl" else "one\rtwo\rthree\r"
+        path = write(tmp_path, name, sep)
+        with pytest.raises(BIOError) as err:
+            annotate(str(models / "ntk"), [path], tmp_path / "out")
+        assert str(err.value).startswith(f"{path}: lines end with CR only")
+        assert not (tmp_path / "out").exists()
+    # A CR before LF line ends (Windows) reads as ever.
+    path = write(tmp_path, "crlf.txt", "one\r\ntwo\r\n")
+    annotate(str(models / "ntk"), [path], tmp_path / "crlf")
+    assert [g["text"] for g in lines(tmp_path / "crlf")] == ["one", "two"]
+
+
+def test_cli_fifo_and_stdin_are_refused_before_writing(models: Path, tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.txt")
+    res = run_cli(["annotate", str(models / "ntk"), "pipe.txt", "out"], tmp_path)
+    assert res.returncode == 1
+    assert res.stderr.startswith("pipe.txt: ") and len(res.stderr.splitlines()) == 1, res.stderr
+    assert not (tmp_path / "out").exists()
+    cmd = [sys.executable, "-m", "spacy_ntk_ner", "annotate", str(models / "ntk")]
+    cmd += ["/dev/stdin", "out", "--input-format", "txt"]
+    res = subprocess.run(
+        cmd, cwd=tmp_path, input="Berlin is big\n", capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 1
+    assert res.stderr.startswith("/dev/stdin: ") and len(res.stderr.splitlines()) == 1, res.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def children_of(pid: int) -> List[int]:
+    """The running (not zombie) processes whose parent is `pid`."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = (Path("/proc") / entry / "stat").read_text().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry))
+    return found
+
+
+def still_running(pids: List[int], patience: float = 5.0) -> List[int]:
+    deadline = time.monotonic() + patience
+    while True:
+        alive = []
+        for pid in pids:
+            try:
+                state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[-1].split()
+            except OSError:
+                continue
+            if state[0] != "Z":
+                alive.append(pid)
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGHUP])
+def test_cli_workers_end_with_their_parent(models: Path, tmp_path: Path, sig: int) -> None:
+    """A signal to the command alone (a scheduler, `kill`, the OOM killer) ends its
+    workers too; SIGTERM and SIGHUP end the run as Ctrl-C does."""
+    make_input(tmp_path, "txt", TEXTS * 50_000)
+    cmd = [sys.executable, "-m", "spacy_ntk_ner", "annotate", str(models / "ntk"), "in.txt"]
+    cmd += ["out", "--n-process", "2", "--shard-size", "2000", "--quiet"]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=dict(os.environ, PYTHONWARNINGS="error"),
+    )
+    workers: List[int] = []
+    with proc:
+        try:
+            deadline = time.monotonic() + 240
+            while not (tmp_path / "out" / "shard-00000.jsonl").exists():
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            workers = children_of(proc.pid)
+            assert len(workers) >= 2
+            proc.send_signal(sig)
+            _, stderr = proc.communicate(timeout=60)
+            assert still_running(workers) == []
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            for pid in still_running(workers, 0):
+                os.kill(pid, signal.SIGKILL)  # so that a failure leaves none behind
+    out = tmp_path / "out"
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL
+        return
+    assert proc.returncode == 130, stderr
+    assert stderr.strip() == "interrupted; outputs were left as they were"
+    shards = sorted(out.glob("shard-*.jsonl"))
+    assert 1 <= len(shards) < 200
+    assert all(len(s.read_text().splitlines()) == 2000 for s in shards)
+    assert not list(out.glob(".*.tmp"))

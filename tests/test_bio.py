@@ -5,7 +5,7 @@ import pytest
 from util import assert_user_error, write
 
 from spacy_ntk_ner.corpus.dialect import detect_dialect
-from spacy_ntk_ner.corpus.files import BIOError
+from spacy_ntk_ner.corpus.files import BIOError, numbered_lines
 from spacy_ntk_ner.corpus.grouping import space_after
 from spacy_ntk_ner.corpus.reader import read_sentences
 from spacy_ntk_ner.corpus.repair import Repair
@@ -266,6 +266,25 @@ def test_cr_only_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(BIOError) as err:
         list(read_sentences(path))
     assert_user_error(str(err.value), str(path), "CR only")
+
+
+@pytest.mark.parametrize("data", [b"a\tO\rb\tB-X\r\r", b"one\rtwo\n", b"\xef\xbb\xbfone\rtwo"])
+def test_cr_only_rule_is_one_for_every_reader(tmp_path: Path, data: bytes) -> None:
+    # The converter and annotate's text and JSONL readers all read through numbered
+    # lines, so a CR-only file is refused the same way by each.
+    path = tmp_path / "cr.txt"
+    path.write_bytes(data)
+    with pytest.raises(BIOError) as by_lines:
+        list(numbered_lines(path))
+    with pytest.raises(BIOError) as by_reader:
+        list(read_sentences(path))
+    assert (
+        str(by_lines.value)
+        == str(by_reader.value)
+        == (f"{path}: lines end with CR only (old Mac line ends); convert them to LF first")
+    )
+    path.write_bytes(data.replace(b"\r", b"\r\n"))
+    assert all(not raw.rstrip(b"\r\n").count(b"\r") for _, raw in numbered_lines(path))
 
 
 def test_long_tokens_and_tags_are_shortened_in_messages(tmp_path: Path) -> None:

@@ -4,22 +4,37 @@ Every document gets an id that says where it came from (`FILE:LINE` for a line,
 `FILE#N` for the Nth Doc of a DocBin file) unless the input names it. Gzipped files
 (`.gz`) read the same as plain ones. A line that cannot be read raises `BIOError`
 (`FILE:LINE: what is wrong`), or with `on_error="skip"` is passed to a callback and
-left out; nothing is dropped without being counted.
+left out; nothing is dropped without being counted. A JSONL line that parses but could
+not be written back (a lone surrogate, NaN or Infinity, or for DocBin output an
+integer msgpack cannot hold or a list id) is such a line. Inputs are read twice (a
+scan, then the annotation) and again to resume, so each must be a regular file.
 """
 
 import json
+import math
+import stat
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from ..corpus.files import BIOError, PathLike, decode_line, iter_files, numbered_lines, open_file
+from ..corpus.files import (
+    BIOError,
+    PathLike,
+    clip,
+    decode_line,
+    iter_files,
+    numbered_lines,
+    open_file,
+)
 from ..corpus.grouping import group_sentences
 from ..corpus.iob import IOB_B, IOB_I
 from ..corpus.reader import read_sentences
 from ..errors import UserError
 
 INPUT_FORMATS = ("auto", "txt", "jsonl", "spacy", "bio")
+# The integers msgpack (a DocBin's user data) can hold.
+_MSGPACK_INTS = (-(2**63), 2**64 - 1)
 ON_ERROR = ("error", "skip")
 _BY_SUFFIX = {".txt": "txt", ".jsonl": "jsonl", ".spacy": "spacy"}
 
@@ -100,13 +115,24 @@ def list_inputs(inputs: Sequence[PathLike], options: InputOptions) -> List[Tuple
     RETURNS (List[Tuple[Path, str]]): The files and their formats, in reading order.
     """
     _check(options)
-    return [(p, input_format(p, options.input_format)) for p, _ in iter_files(inputs, options.glob)]
+    files = []
+    for path, _ in iter_files(inputs, options.glob):
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise BIOError(
+                path,
+                0,
+                "not a regular file (a pipe, FIFO or device): annotate reads its inputs "
+                "twice, and again to resume; save it to a file first",
+            )
+        files.append((path, input_format(path, options.input_format)))
+    return files
 
 
 def iter_documents(
     files: Sequence[Tuple[Path, str]],
     options: InputOptions,
     on_skip: Optional[Callable[[str], None]] = None,
+    docbin: bool = False,
 ) -> Iterator[Document]:
     """Stream the documents of the inputs, in order.
 
@@ -114,6 +140,8 @@ def iter_documents(
     options (InputOptions): How to read them.
     on_skip (Optional[Callable[[str], None]]): Called with `FILE:LINE: what is wrong` for
         each line left out under `on_error="skip"`.
+    docbin (bool): Whether the documents are written as DocBin files, whose user data
+        (the ids and meta) holds less than JSON does.
     YIELDS (Document): The documents.
     """
     skip = on_skip if on_skip is not None else (lambda _: None)
@@ -121,7 +149,7 @@ def iter_documents(
         if fmt == "txt":
             yield from _read_txt(path, options.on_error, skip)
         elif fmt == "jsonl":
-            yield from _read_jsonl(path, options, skip)
+            yield from _read_jsonl(path, options, skip, docbin)
         elif fmt == "spacy":
             yield from _read_docbin(path)
         else:
@@ -153,13 +181,13 @@ def _read_txt(path: Path, on_error: str, skip: Callable[[str], None]) -> Iterato
 
 
 def _read_jsonl(
-    path: Path, options: InputOptions, skip: Callable[[str], None]
+    path: Path, options: InputOptions, skip: Callable[[str], None], docbin: bool
 ) -> Iterator[Document]:
     for lineno, raw in numbered_lines(path):
         if not raw.strip():
             continue  # a blank line holds no object: there is nothing to lose
         try:
-            doc = _parse_object(raw, path, lineno, options)
+            doc = _parse_object(raw, path, lineno, options, docbin)
         except ValueError as err:
             problem = BIOError(path, lineno, str(err))
             if options.on_error == "error":
@@ -169,16 +197,19 @@ def _read_jsonl(
         yield doc
 
 
-def _parse_object(raw: bytes, path: Path, lineno: int, options: InputOptions) -> Document:
+def _parse_object(
+    raw: bytes, path: Path, lineno: int, options: InputOptions, docbin: bool
+) -> Document:
     """Read one JSONL line; raises ValueError saying what is wrong with it."""
     try:
         line = decode_line(raw, str(path), lineno, allow_nul=True)
     except BIOError as err:
         raise UserError(err.message) from None
     try:
-        obj = json.loads(line)
+        obj = json.loads(line, parse_constant=_no_constant, parse_float=_finite_float)
     except json.JSONDecodeError as err:
         raise UserError(f"not JSON ({err.msg} at column {err.colno})") from None
+    _check_writable(obj, docbin)
     if not isinstance(obj, dict):
         raise UserError(f"not a JSON object but {type(obj).__name__}")
     if options.text_key not in obj:
@@ -189,7 +220,58 @@ def _parse_object(raw: bytes, path: Path, lineno: int, options: InputOptions) ->
     doc_id = obj.pop(options.id_key, None)
     if doc_id is None:
         return Document(f"{path}:{lineno}", text, obj)
+    if docbin and _holds_list(doc_id):
+        raise UserError(
+            f"id {clip(json.dumps(doc_id))} holds a list, which a DocBin gives back as a "
+            "tuple: use a string id or --output-format jsonl"
+        )
     return Document(doc_id, text, obj, given_id=True)
+
+
+def _no_constant(name: str) -> Any:
+    raise UserError(f"{name} is not a JSON number (strict JSON readers refuse it)")
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise UserError(f"{clip(literal)} is too large for a 64-bit float")
+    return value
+
+
+def _check_writable(value: Any, docbin: bool) -> None:
+    """Refuse what parsed but cannot be written: a string holding a lone surrogate (not
+    UTF-8), and for DocBin output an integer outside msgpack's range."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as err:
+                code = ord(item[err.start])
+                raise UserError(
+                    f"lone surrogate \\u{code:04x} in the string {clip(repr(item), 60)}: "
+                    "not writable as UTF-8"
+                ) from None
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif docbin and isinstance(item, int) and not isinstance(item, bool):
+            low, high = _MSGPACK_INTS
+            if not low <= item <= high:
+                raise UserError(
+                    f"integer {clip(str(item))} is outside what a DocBin holds "
+                    f"({low} to {high}): use --output-format jsonl"
+                )
+
+
+def _holds_list(value: Any) -> bool:
+    if isinstance(value, list):
+        return True
+    return isinstance(value, dict) and any(_holds_list(v) for v in value.values())
 
 
 def _read_docbin(path: Path) -> Iterator[Document]:
@@ -287,7 +369,10 @@ class InputScan:
 
 
 def scan_inputs(
-    files: Sequence[Tuple[Path, str]], options: InputOptions, max_length: Optional[int] = None
+    files: Sequence[Tuple[Path, str]],
+    options: InputOptions,
+    max_length: Optional[int] = None,
+    docbin: bool = False,
 ) -> InputScan:
     """Read every input once before anything is written: count the documents, find
     the bad lines (the first one raises unless `on_error="skip"`) and the repeated ids.
@@ -296,11 +381,12 @@ def scan_inputs(
     options (InputOptions): How to read them.
     max_length (Optional[int]): The pipeline's `nlp.max_length`: a longer document is
         refused here, naming it, rather than failing in `nlp.pipe` (spaCy's E088).
+    docbin (bool): Whether the documents are written as DocBin files.
     RETURNS (InputScan): What the pass found.
     """
     scan = InputScan()
     seen: set = set()
-    for doc in iter_documents(files, options, scan.skipped.append):
+    for doc in iter_documents(files, options, scan.skipped.append, docbin):
         scan.docs += 1
         if max_length is not None and len(doc.text) > max_length:
             name = f"document {doc.id!r}" if doc.given_id else str(doc.id)
@@ -309,7 +395,8 @@ def scan_inputs(
                 f"nlp.max_length ({max_length:,}): split the document"
             )
         if doc.given_id:
-            key = doc.id if isinstance(doc.id, (str, int)) else json.dumps(doc.id, sort_keys=True)
+            # As JSON: 1, true and 1.0 are three ids (in Python 1 == True == 1.0).
+            key = json.dumps(doc.id, sort_keys=True)
             if key in seen:
                 scan.duplicate_ids += 1
             else:
@@ -325,6 +412,8 @@ class PendingDocuments:
     options (InputOptions): How to read them.
     pending (Sequence[int]): The shards to write.
     shard_size (int): Documents per shard.
+    docbin (bool): Whether the documents are written as DocBin files (as `scan_inputs`
+        was told: the same lines are left out).
     """
 
     def __init__(
@@ -333,15 +422,18 @@ class PendingDocuments:
         options: InputOptions,
         pending: Sequence[int],
         shard_size: int,
+        docbin: bool = False,
     ) -> None:
         self.files = files
         self.options = options
         self.pending = set(pending)
         self.shard_size = shard_size
+        self.docbin = docbin
         self.held: Dict[int, Document] = {}
 
     def __iter__(self) -> Iterator[Tuple[int, str]]:
-        for pos, doc in enumerate(iter_documents(self.files, self.options)):
+        documents = iter_documents(self.files, self.options, docbin=self.docbin)
+        for pos, doc in enumerate(documents):
             if pos // self.shard_size in self.pending:
                 self.held[pos] = doc
                 yield pos, doc.text

@@ -121,7 +121,7 @@ def run_annotation(
     fingerprint = model_fingerprint(model)
     nlp = _load(model, options.gpu_id if options.engine == "local" else -1)
     source = find_span_source(nlp, options.component)
-    scan = scan_inputs(files, options.input_options, nlp.max_length)
+    scan = scan_inputs(files, options.input_options, nlp.max_length, settings.with_doc)
     out = Path(output_dir)
     manifest = new_manifest(fingerprint, files, options, source, scan.docs)
     with lock_output_folder(out):
@@ -129,7 +129,9 @@ def run_annotation(
         start = time.perf_counter()
         pending = pending_shards(out, manifest, scan.docs, settings)
         writer = ShardWriter(out, manifest, settings, on_progress)
-        documents = PendingDocuments(files, options.input_options, pending, settings.shard_size)
+        documents = PendingDocuments(
+            files, options.input_options, pending, settings.shard_size, settings.with_doc
+        )
         records = _start_engine(nlp, model, documents, source, options)
         del nlp  # only the in-process engine keeps it: workers and actors load their own
         try:

@@ -317,7 +317,7 @@ class _ShardFile:
             if doc.gold_spans is not None:
                 line["gold_spans"] = doc.gold_spans
             line["meta"] = doc.meta
-            self.fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+            self.fh.write(json.dumps(line, ensure_ascii=False, allow_nan=False) + "\n")
         else:
             self.docbin.add(_restore_doc(record["doc"], doc))
 

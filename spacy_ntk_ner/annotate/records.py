@@ -115,7 +115,10 @@ def doc_spans(doc: Doc, source: SpanSource, threshold: Optional[float]) -> List[
 
 
 def keep_spans(doc: Doc, source: SpanSource, threshold: Optional[float]) -> None:
-    """Drop a Doc's scored spans below the threshold, in place, before it is saved.
+    """Keep a Doc's scored spans of at least the threshold, in place, before it is saved,
+    and make `doc.ents` hold the same entities (the ones the JSONL output writes): the
+    component set them at its own threshold. Other components' entities that none of
+    the kept spans overlaps stay.
 
     doc (Doc): The annotated Doc.
     source (SpanSource): Where its entities are.
@@ -126,11 +129,21 @@ def keep_spans(doc: Doc, source: SpanSource, threshold: Optional[float]) -> None
     if threshold is None or source.spans_key is None or source.spans_key not in doc.spans:
         return
     group = doc.spans[source.spans_key]
-    kept = [(s, sc) for s, sc in zip(group, group.attrs.get("scores", [])) if sc >= threshold]
+    pairs = list(zip(group, group.attrs.get("scores", [])))
+    kept = [(s, sc) for s, sc in pairs if sc >= threshold]
     attrs = dict(group.attrs, scores=[sc for _, sc in kept])
     doc.spans[source.spans_key] = SpanGroup(
         doc, name=group.name, spans=[s for s, _ in kept], attrs=attrs
     )
+    scored = {(s.start, s.end, s.label) for s, _ in pairs}
+    spans = [s for s, _ in kept]
+    taken = {i for s in spans for i in range(s.start, s.end)}
+    others = [
+        e
+        for e in doc.ents
+        if (e.start, e.end, e.label) not in scored and taken.isdisjoint(range(e.start, e.end))
+    ]
+    doc.set_ents(sorted(spans + others, key=lambda s: s.start), default="outside")
 
 
 def doc_record(

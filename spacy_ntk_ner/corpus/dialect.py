@@ -5,7 +5,7 @@ blocks or blank lines), column delimiter, tag column and tag scheme.
 from dataclasses import dataclass
 from typing import IO, Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .files import BIOError, PathLike, clip, decode_line
+from .files import BIOError, PathLike, clip, decode_line, number_lines
 from .syntax import DOCSTART, looks_like_tag, split_columns, split_tag
 
 # How many lines detection looks at before it decides.
@@ -70,15 +70,10 @@ def read_sample(path: str, fh: IO[bytes]) -> List[str]:
     RETURNS (List[str]): The lines, without line ends.
     """
     lines = []
-    for lineno, raw in enumerate(fh, 1):
+    for lineno, raw in number_lines(path, fh):
         lines.append(decode_line(raw, path, lineno))
         if lineno >= SAMPLE_LINES:
             break
-    # A file with CR-only line ends reads as one line holding every CR.
-    if len(lines) == 1 and "\r" in lines[0].strip():
-        raise BIOError(
-            path, 0, "lines end with CR only (old Mac line ends); convert them to LF first"
-        )
     return lines
 
 

@@ -100,16 +100,36 @@ def open_file(path: PathLike) -> IO[bytes]:
 
 def numbered_lines(path: PathLike) -> Iterator[Tuple[int, bytes]]:
     """Stream a file's raw lines with their 1-based numbers. A truncated or corrupt `.gz`,
-    which only shows itself while it is read, raises a `BIOError` naming the file.
+    which only shows itself while it is read, and a file whose lines end with CR only
+    raise a `BIOError` naming the file.
 
     path (PathLike): The file.
     YIELDS (Tuple[int, bytes]): Line number and the line's bytes, line end included.
     """
     with open_file(path) as fh:
-        try:
-            yield from enumerate(fh, 1)
-        except (OSError, EOFError) as err:
-            raise BIOError(path, 0, f"cannot be read ({err})") from None
+        yield from number_lines(path, fh)
+
+
+def number_lines(path: PathLike, fh: IO[bytes]) -> Iterator[Tuple[int, bytes]]:
+    """Stream an open file's raw lines with their 1-based numbers, as `numbered_lines`.
+
+    path (PathLike): The file, for messages.
+    fh (IO[bytes]): The file, open at its start.
+    YIELDS (Tuple[int, bytes]): Line number and the line's bytes, line end included.
+    """
+    try:
+        lines = enumerate(fh, 1)
+        first = next(lines, None)
+        second = next(lines, None)
+        # A file with CR-only line ends (old Mac) reads as one line holding every CR.
+        if first is not None and second is None and b"\r" in first[1].strip():
+            raise BIOError(
+                path, 0, "lines end with CR only (old Mac line ends); convert them to LF first"
+            )
+        yield from (line for line in (first, second) if line is not None)
+        yield from lines
+    except (OSError, EOFError) as err:
+        raise BIOError(path, 0, f"cannot be read ({err})") from None
 
 
 def decode_line(raw: bytes, path: str, lineno: int, *, allow_nul: bool = False) -> str:

@@ -11,11 +11,18 @@ the chunks: the input order.
 A failure in a worker (its pipeline raising, the model failing to load, the process
 killed) becomes a one-line `UserError`. On Ctrl-C (or any error while the results
 are written) the workers are ended at once, and the writer's own clean-up leaves the
-shards already complete and no temporary file.
+shards already complete and no temporary file. Workers leave the signals that end a
+run (SIGINT, SIGTERM, SIGHUP, which a terminal or `timeout` sends to the whole process
+group) to the parent, and end themselves when the parent is gone, however it ended
+(SIGKILL, the OOM killer): they would otherwise run on, each holding a pipeline.
 """
 
+import ctypes
 import multiprocessing
+import os
 import signal
+import sys
+import threading
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -38,6 +45,14 @@ IN_FLIGHT_PER_WORKER = 2
 # lock copied from one of those threads waits forever. benchmarks/README.md
 # ("Annotating a corpus") gives the details and the cost.
 START_METHOD = "spawn"
+
+# The signals that end a run: the parent turns them into KeyboardInterrupt (Ctrl-C) or
+# dies of them; a worker ignores them and follows its parent.
+RUN_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+# prctl(2): PR_SET_PDEATHSIG asks Linux to signal this process when its parent dies.
+_PR_SET_PDEATHSIG = 1
 
 _worker: Optional[PipelineWorker] = None
 _start_error: Optional[Exception] = None
@@ -77,9 +92,10 @@ def run_pool(
     try:
         in_flight: Deque[Future] = deque()
         # The pool starts a worker on each of the first submissions; one started while
-        # Ctrl-C is ignored keeps ignoring it through `exec` (Python leaves an inherited
-        # SIG_IGN alone), so it cannot die with a traceback while it is still starting.
-        with _sigint_ignored():
+        # the run's signals are blocked starts with them blocked (the mask survives
+        # `exec`), so it cannot die of them while it is still starting, and its
+        # initializer ignores them before it unblocks them.
+        with _run_signals_blocked():
             for chunk in first:
                 in_flight.append(executor.submit(_annotate_chunk, chunk))
         del first
@@ -95,17 +111,17 @@ def run_pool(
 
 
 @contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    try:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except ValueError:  # not the main thread: Ctrl-C goes to the main one anyway
+def _run_signals_blocked() -> Iterator[None]:
+    """Block the run's signals in this thread while workers start: blocked, not
+    ignored, so that one arriving meanwhile is delivered here afterwards, not lost."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no process groups to share
         yield
         return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, RUN_SIGNALS)
     try:
         yield
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _result(future: Future) -> List[Record]:
@@ -122,15 +138,15 @@ def _result(future: Future) -> List[Record]:
 
 
 def _stop(executor: ProcessPoolExecutor) -> None:
-    """End the workers now: they ignore Ctrl-C, and left alone would finish the chunks
-    they have (and the interpreter would wait for them at exit)."""
+    """End the workers now: they ignore the run's signals (SIGTERM too), and left alone
+    would finish the chunks they have (and the interpreter would wait for them at exit)."""
     # Before Python 3.14 (`terminate_workers`) the executor has no public way to end
     # its workers; `_processes` is its map of them (None once it is shut down).
     processes = list((getattr(executor, "_processes", None) or {}).values())
     manager = getattr(executor, "_executor_manager_thread", None)
     executor.shutdown(wait=False, cancel_futures=True)
     for process in processes:
-        process.terminate()
+        process.kill()
     for process in processes:
         process.join()
     # The executor's own thread joins the workers too, and of two threads reaping one
@@ -150,14 +166,40 @@ def _start_worker(
 ) -> None:
     """The pool's initializer: load the pipeline once in this worker process."""
     global _worker, _start_error
-    # Ctrl-C reaches the whole process group; the parent alone decides what happens.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Ctrl-C, a hang-up and `timeout`'s SIGTERM reach the whole process group; the parent
+    # alone decides what happens, and ends the workers itself.
+    for signum in RUN_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, RUN_SIGNALS)
+    _exit_with_parent()
     try:
         _worker = PipelineWorker(model, source, threshold, with_doc, batch_size)
     except Exception as err:
         # An initializer's error would only break the pool ("terminated abruptly")
         # and print a traceback: keep it, and give it to the parent with each chunk.
         _start_error = err
+
+
+def _exit_with_parent() -> None:
+    """End this worker when its parent process ends, however it ends."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    if sys.platform.startswith("linux"):
+        # The kernel's own guarantee, at once; SIGKILL, as the run's signals are ignored.
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    # Everywhere: the pipe from the parent closes when it dies (and if it died before
+    # the line above, only this notices).
+    threading.Thread(target=_wait_for_parent, args=(parent,), daemon=True).start()
+    if parent.pid is not None and os.getppid() != parent.pid:
+        os._exit(1)
+
+
+def _wait_for_parent(parent: Any) -> None:
+    parent.join()
+    os._exit(1)
 
 
 def _annotate_chunk(chunk: List[Tuple[int, str]]) -> List[Tuple[int, Dict[str, Any]]]:
