@@ -336,3 +336,55 @@ def test_broken_pipe_after_success_is_not_an_error(tmp_path: Path) -> None:
         assert proc.wait(timeout=300) == 0, err
     assert err == ""
     assert (tmp_path / "out" / "stats.json").exists()
+
+
+# ---- signals
+
+
+def start_and_signal(args: list, cwd: Path, started: Any, signum: int) -> Any:
+    """Start `python -m spacy_ntk_ner ARGS`, send `signum` once `started()` is true (the
+    command has begun writing), and wait for it to end."""
+    import time
+
+    # Without PYTHONWARNINGS=error: a signal may land between an `open` and its `with`,
+    # and the ResourceWarning of that file (hidden by default) is no message of ours.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spacy_ntk_ner", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 120
+    while not started() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the command ended before it began writing"
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_convert_signal_mid_run_leaves_nothing(tmp_path: Path, signum: str) -> None:
+    """SIGINT, SIGTERM and SIGHUP end a run alike: one line, exit 128 + the signal, the
+    new folder gone, the input as it was."""
+    import signal
+
+    big = write(tmp_path, "in/big.txt", "".join(sentence(i) for i in range(60000)))
+    before = snapshot(tmp_path / "in")
+    out = tmp_path / "out"
+    sig = getattr(signal, signum)
+
+    def started() -> bool:
+        return any(out.glob(".ntk-tmp-*/shard-*.spacy"))
+
+    res = start_and_signal(
+        ["convert", str(big), str(out), "--shard-size", "50"], tmp_path, started, sig
+    )
+    assert res.returncode == 128 + sig
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "interrupted" in res.stderr
+    assert not out.exists()
+    assert snapshot(tmp_path / "in") == before
