@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import pytest
 import spacy
@@ -40,9 +40,15 @@ def snapshot(folder: Path) -> Dict[str, bytes]:
 
 @pytest.fixture
 def converted(tmp_path: Path) -> Path:
-    src = write(tmp_path, "in/a.txt", "".join(sentence(i) for i in range(6)))
-    convert([src], tmp_path / "out", ReadOptions(), split="train=0.5,dev=0.5", shard_size=2)
+    write(tmp_path, "in/a.txt", "".join(sentence(i) for i in range(6)))
+    convert([tmp_path / "in"], tmp_path / "out", **AS_BEFORE)
     return tmp_path / "out"
+
+
+# How `converted` was made: a rerun into it with these settings and `in/` is the same
+# job (one with other inputs or settings is refused without --overwrite).
+AS_BEFORE: Dict[str, Any] = {"split": "train=0.5,dev=0.5", "shard_size": 2}
+AS_BEFORE_CLI = ["--split", "train=0.5,dev=0.5", "--shard-size", "2"]
 
 
 # ---- convert
@@ -50,10 +56,9 @@ def converted(tmp_path: Path) -> Path:
 
 def test_convert_failing_last_input_keeps_previous_output(tmp_path: Path, converted: Path) -> None:
     before = snapshot(converted)
-    good = write(tmp_path, "in/b.txt", sentence(9))
+    write(tmp_path, "in/b.txt", sentence(9))
     bad = write(tmp_path, "in/c.txt", sentence(10) + "oops\n")
-    split = ["--split", "train=0.5,dev=0.5"]
-    res = run_cli(["convert", str(good), str(bad), str(converted), *split], tmp_path)
+    res = run_cli(["convert", str(tmp_path / "in"), str(converted), *AS_BEFORE_CLI], tmp_path)
     assert snapshot(converted) == before
     assert res.returncode == 1
     assert res.stderr.strip() == f"{bad}:5: token outside <s> ... </s>"
@@ -88,9 +93,9 @@ def test_convert_full_disk_or_interrupt_keeps_previous_output(
         real(self, path)
 
     monkeypatch.setattr(DocBinWriter, "to_disk", to_disk)
-    src = write(tmp_path, "in/new.txt", "".join(sentence(i) for i in range(20, 40)))
+    write(tmp_path, "in/new.txt", "".join(sentence(i) for i in range(20, 40)))
     with pytest.raises(OSError if error is not None else KeyboardInterrupt):
-        convert([src], converted, ReadOptions(), shard_size=3)
+        convert([tmp_path / "in"], converted, ReadOptions(), **AS_BEFORE)
     assert len(written) == 2
     # Exactly as it was: no new shard, no half shard, no temporary folder left behind.
     assert snapshot(converted) == before
@@ -104,8 +109,8 @@ def test_convert_full_disk_cli_message(
 
     monkeypatch.setattr(DocBinWriter, "to_disk", to_disk)
     before = snapshot(converted)
-    src = write(tmp_path, "in/new.txt", sentence(1))
-    assert cli.main(["convert", str(src), str(converted)]) == 1
+    write(tmp_path, "in/new.txt", sentence(1))
+    assert cli.main(["convert", str(tmp_path / "in"), str(converted), *AS_BEFORE_CLI]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].endswith(": No space left on device")
     assert snapshot(converted) == before
@@ -133,9 +138,9 @@ def test_rerun_replaces_only_what_it_wrote(tmp_path: Path, converted: Path) -> N
         p.relative_to(converted).as_posix() for p in converted.rglob("*.spacy")
     )
     src = write(tmp_path, "in/b.txt", sentence(1))
-    convert([src], converted, ReadOptions())
+    convert([src], converted, ReadOptions(), overwrite=True)
     # The split folders of the first run are gone; one shard and the report remain.
-    assert sorted(snapshot(converted)) == ["shard-00000.spacy", "stats.json"]
+    assert sorted(snapshot(converted)) == ["manifest.json", "shard-00000.spacy", "stats.json"]
 
 
 def test_overwrite_starts_over_and_keeps_other_files(tmp_path: Path) -> None:
@@ -149,15 +154,28 @@ def test_overwrite_starts_over_and_keeps_other_files(tmp_path: Path) -> None:
         stats = json.loads((corpus / "stats.json").read_text())
         # The earlier run's stats.json and shard were not read as input.
         assert stats["files"] == 2 and stats["splits"]["all"]["docs"] == 2
-    assert sorted(snapshot(corpus)) == ["a.bio", "b.bio", "shard-00000.spacy", "stats.json"]
+    assert sorted(snapshot(corpus)) == [
+        "a.bio",
+        "b.bio",
+        "manifest.json",
+        "shard-00000.spacy",
+        "stats.json",
+    ]
 
 
 def test_stats_of_an_older_version_are_recognized(tmp_path: Path, converted: Path) -> None:
     stats = json.loads((converted / "stats.json").read_text())
     del stats["outputs"]  # stats.json as versions before 0.1.1 wrote it
     (converted / "stats.json").write_text(json.dumps(stats))
-    convert([write(tmp_path, "in/b.txt", sentence(1))], converted, ReadOptions())
-    assert sorted(snapshot(converted)) == ["shard-00000.spacy", "stats.json"]
+    (converted / "manifest.json").unlink()  # nor a manifest: it came with 0.3
+    notices: List[str] = []
+    src = write(tmp_path, "in/b.txt", sentence(1))
+    convert([src], converted, ReadOptions(), on_notice=notices.append)
+    assert sorted(snapshot(converted)) == ["manifest.json", "shard-00000.spacy", "stats.json"]
+    assert len(notices) == 1 and "earlier version" in notices[0]
+    # Upgraded: the next run with other inputs is refused.
+    with pytest.raises(ValueError, match="other inputs"):
+        convert([tmp_path / "in"], converted, ReadOptions())
 
 
 def test_two_runs_at_once_the_second_is_refused(tmp_path: Path) -> None:
@@ -194,15 +212,17 @@ def test_two_runs_at_once_the_second_is_refused(tmp_path: Path) -> None:
 
 def test_stale_temporary_folder_of_a_killed_run_is_cleared(tmp_path: Path, converted: Path) -> None:
     write(converted, ".ntk-tmp-killed/shard-00000.spacy", "half")
-    convert([write(tmp_path, "in/b.txt", sentence(1))], converted, ReadOptions())
-    assert sorted(snapshot(converted)) == ["shard-00000.spacy", "stats.json"]
+    before = snapshot(converted)
+    del before[".ntk-tmp-killed/shard-00000.spacy"]
+    convert([tmp_path / "in"], converted, ReadOptions(), **AS_BEFORE)
+    assert snapshot(converted) == before
 
 
 # ---- export
 
 
 def test_export_onto_its_input_is_refused(tmp_path: Path, converted: Path) -> None:
-    shard = converted / "train" / "shard-00000.spacy"
+    shard = sorted(converted.rglob("shard-*.spacy"))[0]
     before = shard.read_bytes()
     res = run_cli(["export", str(shard), str(shard)], tmp_path)
     assert res.returncode == 1

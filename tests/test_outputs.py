@@ -135,3 +135,36 @@ def test_evaluate_output_inside_the_report_is_refused_before_evaluating(tiny: Pa
     res = run_cli(["evaluate", "model", "dev.spacy", "--report", "rep", "--output", "m.json"], tiny)
     assert res.returncode == 0, res.stderr
     assert json.loads((tiny / "m.json").read_text())["ents_f"] is not None
+
+
+# ---- a: convert replaced a corpus of other inputs without a word
+
+
+def test_convert_refuses_a_corpus_of_other_inputs_unless_overwrite(tmp_path: Path) -> None:
+    big = write(tmp_path, "big.txt", "".join(sentence(i) for i in range(30)))
+    small = write(tmp_path, "small.txt", sentence(99))
+    res = run_cli(["convert", str(big), "out", "--split", "train=0.5,dev=0.5"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    before = snapshot(tmp_path / "out")
+    res = run_cli(["convert", str(small), "out", "--split", "train=0.5,dev=0.5"], tmp_path)
+    one_line_error(res, "out", "other inputs", "small.txt", "--overwrite")
+    assert snapshot(tmp_path / "out") == before
+    res = run_cli(["convert", str(big), "out", "--split", "train=0.6,dev=0.4"], tmp_path)
+    one_line_error(res, "other settings", "split")
+    assert snapshot(tmp_path / "out") == before
+    # The same job again replaces; --overwrite replaces the other one.
+    res = run_cli(["convert", str(big), "out", "--split", "train=0.5,dev=0.5"], tmp_path)
+    assert res.returncode == 0 and snapshot(tmp_path / "out") == before
+    res = run_cli(["convert", str(small), "out", "--overwrite", "--quiet"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert stats["splits"]["all"]["docs"] == 1
+
+
+def test_convert_refuses_a_pipeline_folder(tiny: Path) -> None:
+    src = write(tiny, "a.txt", sentence(1))
+    before = snapshot(tiny)
+    for target in ("model", "model/ner"):
+        res = run_cli(["convert", str(src), target], tiny)
+        one_line_error(res, target, "pipeline")
+        assert snapshot(tiny) == before
