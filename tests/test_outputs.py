@@ -168,3 +168,43 @@ def test_convert_refuses_a_pipeline_folder(tiny: Path) -> None:
         res = run_cli(["convert", str(src), target], tiny)
         one_line_error(res, target, "pipeline")
         assert snapshot(tiny) == before
+
+
+# ---- d: annotate with its output folder inside an input folder
+
+
+@pytest.mark.parametrize("glob", ["*.jsonl", "*"])
+def test_annotate_output_inside_an_input_folder_is_left_out_of_the_inputs(
+    tiny_pipeline: Path, tmp_path: Path, glob: str
+) -> None:
+    rows = [{"id": i, "text": t} for i, t in enumerate(["I use Linux", "Python runs"] * 3)]
+    write(tmp_path, "data/in.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    model = str(tiny_pipeline / "model")
+    args = ["annotate", model, "data", "data/out", "--shard-size", "2", "--glob", glob]
+    res = run_cli(args, tmp_path)
+    assert res.returncode == 0, res.stderr
+    done = snapshot(tmp_path / "data" / "out")
+    assert sorted(n for n in done if n.startswith("shard-")) == [
+        "shard-00000.jsonl",
+        "shard-00001.jsonl",
+        "shard-00002.jsonl",
+    ]
+    # A rerun resumes (nothing to do); --overwrite starts over and writes them again.
+    res = run_cli(args, tmp_path)
+    assert res.returncode == 0, res.stderr
+    res = run_cli([*args, "--overwrite"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    again = snapshot(tmp_path / "data" / "out")
+    assert {n: b for n, b in again.items() if n.startswith("shard-")} == {
+        n: b for n, b in done.items() if n.startswith("shard-")
+    }
+
+
+def test_calibrate_refuses_a_pipeline_folder_holding_its_data(tiny: Path) -> None:
+    shutil.move(str(tiny / "dev.spacy"), tiny / "model" / "dev.spacy")
+    before = snapshot(tiny)
+    res = run_cli(["calibrate", "model", "model/dev.spacy"], tiny)
+    one_line_error(res, "MODEL", "model", "dev.spacy")
+    res = run_cli(["calibrate", "model", "model/dev.spacy", "--output", "model"], tiny)
+    one_line_error(res, "--output", "model", "dev.spacy")
+    assert snapshot(tiny) == before
