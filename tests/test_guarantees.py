@@ -4,6 +4,7 @@ disk full or run twice at once (README, "Guarantees")."""
 import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -408,3 +409,224 @@ def test_convert_signal_mid_run_leaves_nothing(tmp_path: Path, signum: str) -> N
     assert "interrupted" in res.stderr
     assert not out.exists()
     assert snapshot(tmp_path / "in") == before
+
+
+# ---- the guarantee matrix: every command of the parser x every case
+
+
+CASES = (
+    "output is an input file",
+    "output inside an input folder",
+    "output is the pipeline or its config.cfg",
+    "output folder holds files it did not write",
+    "rerun with changed inputs",
+    "rerun with changed settings",
+    "last input fails",
+    "SIGINT mid-run",
+    "SIGTERM mid-run",
+)
+
+
+def na(reason: str) -> str:
+    return f"n/a: {reason}"
+
+
+SINGLE_FILE = na("writes one file, replaced as a whole as the user asked; no folder of its own")
+NO_RECORD = na("writes one file, which keeps no record of inputs or settings")
+TOO_FAST = na(
+    "the tiny pipeline's run ends before a signal can land; SIGTERM raises the same "
+    "KeyboardInterrupt as SIGINT for every command (cli.app.end_on_termination), as the "
+    "convert cells show"
+)
+ANNOTATE_SIGNALS = na("annotate's signals and its workers: tests/test_annotate.py (issue 16 e)")
+
+# Each cell: (command line, "refused" | "allowed", setup) or an "n/a: why" string. In a
+# command line, {big} is a large BIO file, made only for the signal cases.
+Cell = Any
+MATRIX: Dict[str, Dict[str, Cell]] = {
+    "convert": {
+        CASES[0]: (["convert", "bio/a.txt", "bio/a.txt"], "refused", None),
+        CASES[1]: (["convert", "bio", "bio/out"], "allowed", None),
+        CASES[2]: (["convert", "bio/a.txt", "model"], "refused", None),
+        CASES[3]: (["convert", "bio/a.txt", "out"], "refused", "foreign:out"),
+        CASES[4]: (["convert", "bio/b.txt", "out"], "refused", "earlier:convert bio/a.txt out"),
+        CASES[5]: (
+            ["convert", "bio/a.txt", "out", "--shard-size", "1"],
+            "refused",
+            "earlier:convert bio/a.txt out",
+        ),
+        CASES[6]: (["convert", "bio/a.txt", "bad/z.txt", "out"], "refused", None),
+        CASES[7]: (["convert", "{big}", "out", "--shard-size", "50"], "SIGINT", None),
+        CASES[8]: (["convert", "{big}", "out", "--shard-size", "50"], "SIGTERM", None),
+    },
+    "export": {
+        CASES[0]: (["export", "dev.spacy", "dev.spacy"], "refused", None),
+        CASES[1]: (["export", "shards", "shards/out.txt"], "refused", None),
+        CASES[2]: (["export", "dev.spacy", "model/config.cfg"], "refused", None),
+        CASES[3]: SINGLE_FILE,
+        CASES[4]: NO_RECORD,
+        CASES[5]: NO_RECORD,
+        CASES[6]: (["export", "badshards", "out.txt"], "refused", None),
+        CASES[7]: TOO_FAST,
+        CASES[8]: TOO_FAST,
+    },
+    "evaluate": {
+        CASES[0]: (["evaluate", "model", "dev.spacy", "--output", "dev.spacy"], "refused", None),
+        CASES[1]: (["evaluate", "model", "shards", "--table", "shards/t.md"], "refused", None),
+        CASES[2]: (
+            ["evaluate", "model", "dev.spacy", "--output", "model/config.cfg"],
+            "refused",
+            None,
+        ),
+        CASES[3]: (["evaluate", "model", "dev.spacy", "--report", "rep"], "refused", "foreign:rep"),
+        CASES[4]: (
+            ["evaluate", "model", "shards", "--report", "rep"],
+            "refused",
+            "earlier:evaluate model dev.spacy --report rep",
+        ),
+        CASES[5]: na("a report has no settings: --output and --table are files of their own"),
+        CASES[6]: (["evaluate", "model", "badshards", "--output", "m.json"], "refused", None),
+        CASES[7]: TOO_FAST,
+        CASES[8]: TOO_FAST,
+    },
+    "calibrate": {
+        CASES[0]: (["calibrate", "model", "dev.spacy", "--output", "dev.spacy"], "refused", None),
+        CASES[1]: (["calibrate", "model", "shards", "--output", "shards/new"], "refused", None),
+        CASES[2]: (
+            ["calibrate", "model", "dev.spacy", "--output", "model/config.cfg"],
+            "refused",
+            None,
+        ),
+        CASES[3]: (
+            ["calibrate", "model", "dev.spacy", "--output", "out"],
+            "refused",
+            "foreign:out",
+        ),
+        CASES[4]: na("a pipeline is its own record; calibrating it again refits it, its job"),
+        CASES[5]: na("a pipeline is its own record; calibrating it again refits it, its job"),
+        CASES[6]: (["calibrate", "model", "badshards"], "refused", None),
+        CASES[7]: TOO_FAST,
+        CASES[8]: TOO_FAST,
+    },
+    "visualize": {
+        CASES[0]: (["visualize", "model", "dev.spacy", "dev.spacy"], "refused", None),
+        CASES[1]: (["visualize", "model", "shards", "shards/v.html"], "refused", None),
+        CASES[2]: (["visualize", "model", "dev.spacy", "model/config.cfg"], "refused", None),
+        CASES[3]: SINGLE_FILE,
+        CASES[4]: NO_RECORD,
+        CASES[5]: NO_RECORD,
+        CASES[6]: (["visualize", "model", "badshards", "v.html"], "refused", None),
+        CASES[7]: TOO_FAST,
+        CASES[8]: TOO_FAST,
+    },
+    "annotate": {
+        CASES[0]: (["annotate", "model", "texts/in.jsonl", "texts/in.jsonl"], "refused", None),
+        CASES[1]: (["annotate", "model", "texts", "texts/out"], "allowed", None),
+        CASES[2]: (["annotate", "model", "texts/in.jsonl", "model"], "refused", None),
+        CASES[3]: (["annotate", "model", "texts/in.jsonl", "out"], "refused", "foreign:out"),
+        CASES[4]: (
+            ["annotate", "model", "texts/in2.jsonl", "out"],
+            "refused",
+            "earlier:annotate model texts/in.jsonl out",
+        ),
+        CASES[5]: (
+            ["annotate", "model", "texts/in.jsonl", "out", "--shard-size", "1"],
+            "refused",
+            "earlier:annotate model texts/in.jsonl out",
+        ),
+        CASES[6]: (["annotate", "model", "texts/in.jsonl", "bad/z.jsonl", "out"], "refused", None),
+        CASES[7]: ANNOTATE_SIGNALS,
+        CASES[8]: ANNOTATE_SIGNALS,
+    },
+}
+
+
+def parser_commands() -> set:
+    parser = cli.build_parser()
+    (sub,) = [a for a in parser._actions if a.dest == "command"]
+    return set(sub.choices)
+
+
+def test_the_matrix_has_a_row_for_every_command_and_decides_every_cell() -> None:
+    assert set(MATRIX) == parser_commands()
+    for command, row in MATRIX.items():
+        assert tuple(row) == CASES, command
+        for case, cell in row.items():
+            assert (isinstance(cell, str) and cell.startswith("n/a: ")) or (
+                isinstance(cell, tuple) and cell[0][0] == command
+            ), (command, case)
+
+
+def matrix_workspace(folder: Path, tiny_pipeline: Path) -> None:
+    shutil.copytree(tiny_pipeline / "model", folder / "model")
+    shutil.copy(tiny_pipeline / "data.spacy", folder / "dev.spacy")
+    write(folder, "bio/a.txt", sentence(1) + sentence(2))
+    write(folder, "bio/b.txt", sentence(3))
+    write(folder, "bad/z.txt", sentence(4) + "oops\n")
+    (folder / "shards").mkdir()
+    shutil.copy(tiny_pipeline / "data.spacy", folder / "shards" / "a.spacy")
+    (folder / "badshards").mkdir()
+    shutil.copy(tiny_pipeline / "data.spacy", folder / "badshards" / "a.spacy")
+    write(folder, "badshards/z.spacy", "not a DocBin\n")
+    rows = [{"id": i, "text": t} for i, t in enumerate(["I use Linux", "Python runs"])]
+    write(folder, "texts/in.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    write(folder, "texts/in2.jsonl", json.dumps({"id": 9, "text": "I use Python"}) + "\n")
+    write(folder, "bad/z.jsonl", '{"id": 1, "text": "ok"}\n{"id": 2,\n')
+
+
+TEMPORARY = (".ntk-tmp-*", "*.tmp", "*.partial", "*.part")
+
+
+def left_behind(folder: Path) -> list:
+    return sorted(str(p) for pattern in TEMPORARY for p in folder.rglob(pattern))
+
+
+CELLS = [
+    pytest.param(command, case, id=f"{command}-{CASES.index(case)}")
+    for command, row in MATRIX.items()
+    for case, cell in row.items()
+    if not isinstance(cell, str)
+]
+
+
+@pytest.mark.parametrize("command,case", CELLS)
+def test_guarantee_matrix(tmp_path: Path, tiny_pipeline: Path, command: str, case: str) -> None:
+    """Refused: one line, a non-zero exit, every file as it was, nothing temporary left.
+    Allowed (an output folder inside an input folder): twice, the inputs as they were.
+    A signal mid-run: one line, exit 128 + the signal, nothing written."""
+    import signal
+
+    args, expect, setup = MATRIX[command][case]
+    matrix_workspace(tmp_path, tiny_pipeline)
+    if setup is not None and setup.startswith("foreign:"):
+        write(tmp_path, setup.split(":", 1)[1] + "/notes.txt", "mine\n")
+    elif setup is not None:
+        res = run_cli(setup.split(":", 1)[1].split(), tmp_path)
+        assert res.returncode == 0, res.stderr
+    if "{big}" in args:
+        write(tmp_path, "big/big.txt", "".join(sentence(i) for i in range(60000)))
+        args = [str(tmp_path / "big" / "big.txt") if a == "{big}" else a for a in args]
+    before = snapshot(tmp_path)
+    if expect == "allowed":
+        for _ in range(2):
+            res = run_cli(args, tmp_path)
+            assert res.returncode == 0, res.stderr
+        after = snapshot(tmp_path)
+        assert {k: v for k, v in after.items() if k in before} == before
+    elif expect in ("SIGINT", "SIGTERM"):
+        out = tmp_path / args[2]
+        sig = getattr(signal, expect)
+        res = start_and_signal(
+            args, tmp_path, lambda: any(out.glob(".ntk-tmp-*/shard-*.spacy")), sig
+        )
+        assert res.returncode == 128 + sig
+        assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert snapshot(tmp_path) == before
+    else:
+        res = run_cli(args, tmp_path)
+        assert res.returncode not in (0, None), res.stdout
+        err = res.stderr.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert snapshot(tmp_path) == before
+    assert left_behind(tmp_path) == []
+    assert not list(tmp_path.rglob(".annotate.lock")) or expect == "allowed" or setup
