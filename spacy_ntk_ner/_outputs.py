@@ -179,7 +179,7 @@ class Manifest:
                     + (f" ({'now ' if added else 'not '}{shown[0]}, ...)" if shown else "")
                 )
             elif contents and self.inputs != new.inputs:
-                found.append("inputs changed since (sizes, modification times or formats)")
+                found.append("other inputs (the same files, changed since)")
         if self.settings is not None and new.settings is not None:
             keys = sorted(set(self.settings) | set(new.settings))
             changed = [k for k in keys if self.settings.get(k) != new.settings.get(k)]
@@ -220,7 +220,7 @@ def read_manifest(
             return Manifest.from_dict(data)
     old = legacy(folder) if legacy is not None else None
     if old is None and path.is_file():
-        raise UserError(f"{path}: not a manifest this package wrote; use another folder")
+        raise UserError(f"{path}: not a manifest written by this command; use another folder")
     if old is not None:
         say(f"{folder}: written by an earlier version; its record is upgraded to {MANIFEST}")
     return old

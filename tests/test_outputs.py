@@ -208,3 +208,25 @@ def test_calibrate_refuses_a_pipeline_folder_holding_its_data(tiny: Path) -> Non
     res = run_cli(["calibrate", "model", "model/dev.spacy", "--output", "model"], tiny)
     one_line_error(res, "--output", "model", "dev.spacy")
     assert snapshot(tiny) == before
+
+
+def test_an_annotate_folder_of_an_earlier_version_resumes_and_is_upgraded(
+    tiny_pipeline: Path, tmp_path: Path
+) -> None:
+    write(tmp_path, "in.jsonl", json.dumps({"id": 1, "text": "I use Linux"}) + "\n")
+    args = ["annotate", str(tiny_pipeline / "model"), "in.jsonl", "out"]
+    assert run_cli(args, tmp_path).returncode == 0
+    path = tmp_path / "out" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    assert manifest["command"] == "annotate"
+    assert manifest["files"] == ["report.json", "shard-00000.jsonl"]
+    old = {k: v for k, v in manifest.items() if k not in ("command", "files")}
+    path.write_text(json.dumps({**old, "tool": "spacy_ntk_ner annotate"}))
+    shard = (tmp_path / "out" / "shard-00000.jsonl").read_bytes()
+    res = run_cli(args, tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.count("earlier version") == 1
+    assert json.loads(path.read_text())["tool"] == "spacy-ntk-ner"
+    assert (tmp_path / "out" / "shard-00000.jsonl").read_bytes() == shard
+    res = run_cli(args, tmp_path)
+    assert "earlier version" not in res.stderr

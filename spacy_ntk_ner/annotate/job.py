@@ -30,6 +30,7 @@ from .output import (
     pending_shards,
     prepare_output,
     write_json,
+    write_manifest,
 )
 from .records import Record, SpanSource, find_span_source, model_fingerprint
 from .report import format_annotate_report, make_report
@@ -141,6 +142,7 @@ def run_annotation(
             records.close()  # stops the engine's workers now if the writing failed
         report = make_report(manifest, scan, writer, time.perf_counter() - start, options.engine)
         write_json(out / REPORT, report)
+        write_manifest(out, manifest)  # now listing report.json too
     return report
 
 
