@@ -13,12 +13,25 @@ import signal
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator, List, Optional
+from typing import IO, Any, Callable, Dict, Iterator, List, Optional
 
 from .errors import UserError
 
 # Prefix of the temporary files and folders this package writes beside its outputs.
 TMP_PREFIX = ".ntk-tmp-"
+# The signals a run ends on (the command line raises `Terminated` for the last two).
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Terminated(KeyboardInterrupt):
+    """A run ended by SIGTERM or SIGHUP: cleaned up as after Ctrl-C.
+
+    signum (int): The signal.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 @contextmanager
@@ -105,19 +118,25 @@ def replace_dir(target: Path, write: Callable[[Path], None]) -> None:
 
 @contextmanager
 def deferred_sigint() -> Iterator[None]:
-    """Hold back Ctrl-C during a few renames that must all happen, and raise it after."""
-    caught: List[Any] = []
+    """Hold back Ctrl-C (and SIGTERM, SIGHUP where they end a run) during a few renames
+    that must all happen, and raise it after."""
+    caught: List[int] = []
+    previous: Dict[int, Any] = {}
     try:
-        previous = signal.signal(signal.SIGINT, lambda *args: caught.append(args))
+        for signum in INTERRUPTS:
+            handler = signal.getsignal(signum)
+            if signum == signal.SIGINT or callable(handler):
+                previous[signum] = signal.signal(signum, lambda n, _f: caught.append(n))
     except ValueError:  # not the main thread: signals go elsewhere anyway
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     if caught:
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt if caught[0] == signal.SIGINT else Terminated(caught[0])
 
 
 class FolderLock:

@@ -153,7 +153,7 @@ def test_rerun_replaces_old_shards(tmp_path: Path) -> None:
     out = tmp_path / "out"
     convert([path], out, shard_size=1)
     assert len(list(out.glob("*.spacy"))) == 6
-    convert([path], out, shard_size=10)
+    convert([path], out, shard_size=10, overwrite=True)
     assert len(list(out.glob("*.spacy"))) == 1
 
 

@@ -4,10 +4,11 @@ disk full or run twice at once (README, "Guarantees")."""
 import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import pytest
 import spacy
@@ -40,9 +41,15 @@ def snapshot(folder: Path) -> Dict[str, bytes]:
 
 @pytest.fixture
 def converted(tmp_path: Path) -> Path:
-    src = write(tmp_path, "in/a.txt", "".join(sentence(i) for i in range(6)))
-    convert([src], tmp_path / "out", ReadOptions(), split="train=0.5,dev=0.5", shard_size=2)
+    write(tmp_path, "in/a.txt", "".join(sentence(i) for i in range(6)))
+    convert([tmp_path / "in"], tmp_path / "out", **AS_BEFORE)
     return tmp_path / "out"
+
+
+# How `converted` was made: a rerun into it with these settings and `in/` is the same
+# job (one with other inputs or settings is refused without --overwrite).
+AS_BEFORE: Dict[str, Any] = {"split": "train=0.5,dev=0.5", "shard_size": 2}
+AS_BEFORE_CLI = ["--split", "train=0.5,dev=0.5", "--shard-size", "2"]
 
 
 # ---- convert
@@ -50,10 +57,9 @@ def converted(tmp_path: Path) -> Path:
 
 def test_convert_failing_last_input_keeps_previous_output(tmp_path: Path, converted: Path) -> None:
     before = snapshot(converted)
-    good = write(tmp_path, "in/b.txt", sentence(9))
+    write(tmp_path, "in/b.txt", sentence(9))
     bad = write(tmp_path, "in/c.txt", sentence(10) + "oops\n")
-    split = ["--split", "train=0.5,dev=0.5"]
-    res = run_cli(["convert", str(good), str(bad), str(converted), *split], tmp_path)
+    res = run_cli(["convert", str(tmp_path / "in"), str(converted), *AS_BEFORE_CLI], tmp_path)
     assert snapshot(converted) == before
     assert res.returncode == 1
     assert res.stderr.strip() == f"{bad}:5: token outside <s> ... </s>"
@@ -88,9 +94,9 @@ def test_convert_full_disk_or_interrupt_keeps_previous_output(
         real(self, path)
 
     monkeypatch.setattr(DocBinWriter, "to_disk", to_disk)
-    src = write(tmp_path, "in/new.txt", "".join(sentence(i) for i in range(20, 40)))
+    write(tmp_path, "in/new.txt", "".join(sentence(i) for i in range(20, 40)))
     with pytest.raises(OSError if error is not None else KeyboardInterrupt):
-        convert([src], converted, ReadOptions(), shard_size=3)
+        convert([tmp_path / "in"], converted, ReadOptions(), **AS_BEFORE)
     assert len(written) == 2
     # Exactly as it was: no new shard, no half shard, no temporary folder left behind.
     assert snapshot(converted) == before
@@ -104,8 +110,8 @@ def test_convert_full_disk_cli_message(
 
     monkeypatch.setattr(DocBinWriter, "to_disk", to_disk)
     before = snapshot(converted)
-    src = write(tmp_path, "in/new.txt", sentence(1))
-    assert cli.main(["convert", str(src), str(converted)]) == 1
+    write(tmp_path, "in/new.txt", sentence(1))
+    assert cli.main(["convert", str(tmp_path / "in"), str(converted), *AS_BEFORE_CLI]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].endswith(": No space left on device")
     assert snapshot(converted) == before
@@ -133,9 +139,9 @@ def test_rerun_replaces_only_what_it_wrote(tmp_path: Path, converted: Path) -> N
         p.relative_to(converted).as_posix() for p in converted.rglob("*.spacy")
     )
     src = write(tmp_path, "in/b.txt", sentence(1))
-    convert([src], converted, ReadOptions())
+    convert([src], converted, ReadOptions(), overwrite=True)
     # The split folders of the first run are gone; one shard and the report remain.
-    assert sorted(snapshot(converted)) == ["shard-00000.spacy", "stats.json"]
+    assert sorted(snapshot(converted)) == ["manifest.json", "shard-00000.spacy", "stats.json"]
 
 
 def test_overwrite_starts_over_and_keeps_other_files(tmp_path: Path) -> None:
@@ -149,15 +155,28 @@ def test_overwrite_starts_over_and_keeps_other_files(tmp_path: Path) -> None:
         stats = json.loads((corpus / "stats.json").read_text())
         # The earlier run's stats.json and shard were not read as input.
         assert stats["files"] == 2 and stats["splits"]["all"]["docs"] == 2
-    assert sorted(snapshot(corpus)) == ["a.bio", "b.bio", "shard-00000.spacy", "stats.json"]
+    assert sorted(snapshot(corpus)) == [
+        "a.bio",
+        "b.bio",
+        "manifest.json",
+        "shard-00000.spacy",
+        "stats.json",
+    ]
 
 
 def test_stats_of_an_older_version_are_recognized(tmp_path: Path, converted: Path) -> None:
     stats = json.loads((converted / "stats.json").read_text())
     del stats["outputs"]  # stats.json as versions before 0.1.1 wrote it
     (converted / "stats.json").write_text(json.dumps(stats))
-    convert([write(tmp_path, "in/b.txt", sentence(1))], converted, ReadOptions())
-    assert sorted(snapshot(converted)) == ["shard-00000.spacy", "stats.json"]
+    (converted / "manifest.json").unlink()  # nor a manifest: it came with 0.3
+    notices: List[str] = []
+    src = write(tmp_path, "in/b.txt", sentence(1))
+    convert([src], converted, ReadOptions(), on_notice=notices.append)
+    assert sorted(snapshot(converted)) == ["manifest.json", "shard-00000.spacy", "stats.json"]
+    assert len(notices) == 1 and "earlier version" in notices[0]
+    # Upgraded: the next run with other inputs is refused.
+    with pytest.raises(ValueError, match="other inputs"):
+        convert([tmp_path / "in"], converted, ReadOptions())
 
 
 def test_two_runs_at_once_the_second_is_refused(tmp_path: Path) -> None:
@@ -194,15 +213,17 @@ def test_two_runs_at_once_the_second_is_refused(tmp_path: Path) -> None:
 
 def test_stale_temporary_folder_of_a_killed_run_is_cleared(tmp_path: Path, converted: Path) -> None:
     write(converted, ".ntk-tmp-killed/shard-00000.spacy", "half")
-    convert([write(tmp_path, "in/b.txt", sentence(1))], converted, ReadOptions())
-    assert sorted(snapshot(converted)) == ["shard-00000.spacy", "stats.json"]
+    before = snapshot(converted)
+    del before[".ntk-tmp-killed/shard-00000.spacy"]
+    convert([tmp_path / "in"], converted, ReadOptions(), **AS_BEFORE)
+    assert snapshot(converted) == before
 
 
 # ---- export
 
 
 def test_export_onto_its_input_is_refused(tmp_path: Path, converted: Path) -> None:
-    shard = converted / "train" / "shard-00000.spacy"
+    shard = sorted(converted.rglob("shard-*.spacy"))[0]
     before = shard.read_bytes()
     res = run_cli(["export", str(shard), str(shard)], tmp_path)
     assert res.returncode == 1
@@ -336,3 +357,317 @@ def test_broken_pipe_after_success_is_not_an_error(tmp_path: Path) -> None:
         assert proc.wait(timeout=300) == 0, err
     assert err == ""
     assert (tmp_path / "out" / "stats.json").exists()
+
+
+# ---- signals
+
+
+def start_and_signal(args: list, cwd: Path, started: Any, signum: int) -> Any:
+    """Start `python -m spacy_ntk_ner ARGS`, send `signum` once `started()` is true (the
+    command has begun writing), and wait for it to end."""
+    import time
+
+    # Without PYTHONWARNINGS=error: a signal may land between an `open` and its `with`,
+    # and the ResourceWarning of that file (hidden by default) is no message of ours.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spacy_ntk_ner", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 120
+    while not started() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the command ended before it began writing"
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_convert_signal_mid_run_leaves_nothing(tmp_path: Path, signum: str) -> None:
+    """SIGINT, SIGTERM and SIGHUP end a run alike: one line, exit 128 + the signal, the
+    new folder gone, the input as it was."""
+    import signal
+
+    big = write(tmp_path, "in/big.txt", "".join(sentence(i) for i in range(60000)))
+    before = snapshot(tmp_path / "in")
+    out = tmp_path / "out"
+    sig = getattr(signal, signum)
+
+    def started() -> bool:
+        return any(out.glob(".ntk-tmp-*/shard-*.spacy"))
+
+    res = start_and_signal(
+        ["convert", str(big), str(out), "--shard-size", "50"], tmp_path, started, sig
+    )
+    assert res.returncode == 128 + sig
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "interrupted" in res.stderr
+    assert not out.exists()
+    assert snapshot(tmp_path / "in") == before
+
+
+# ---- the guarantee matrix: every command of the parser x every case
+
+
+CASES = (
+    "output is an input file",
+    "output inside an input folder",
+    "output is the pipeline or its config.cfg",
+    "output folder holds files it did not write",
+    "rerun with changed inputs",
+    "rerun with changed settings",
+    "last input fails",
+    "SIGINT mid-run",
+    "SIGTERM mid-run",
+)
+
+
+def na(reason: str) -> str:
+    return f"n/a: {reason}"
+
+
+SINGLE_FILE = na("writes one file, replaced as a whole as the user asked; no folder of its own")
+NO_RECORD = na("writes one file, which keeps no record of inputs or settings")
+TOO_FAST = na(
+    "the tiny pipeline's run ends before a signal can land; SIGTERM raises the same "
+    "KeyboardInterrupt as SIGINT for every command (cli.app.end_on_termination), as the "
+    "convert cells show"
+)
+ANNOTATE_SIGNALS = na("annotate's signals and its workers: tests/test_annotate.py (issue 16 e)")
+
+# Each cell: (command line, "refused" | "allowed", setup) or an "n/a: why" string. In a
+# command line, {big} is a large BIO file, made only for the signal cases.
+Cell = Any
+MATRIX: Dict[str, Dict[str, Cell]] = {
+    "convert": {
+        CASES[0]: (["convert", "bio/a.txt", "bio/a.txt"], "refused", None),
+        CASES[1]: (["convert", "bio", "bio/out"], "allowed", None),
+        CASES[2]: (["convert", "bio/a.txt", "model"], "refused", None),
+        CASES[3]: (["convert", "bio/a.txt", "out"], "refused", "foreign:out"),
+        CASES[4]: (["convert", "bio/b.txt", "out"], "refused", "earlier:convert bio/a.txt out"),
+        CASES[5]: (
+            ["convert", "bio/a.txt", "out", "--shard-size", "1"],
+            "refused",
+            "earlier:convert bio/a.txt out",
+        ),
+        CASES[6]: (["convert", "bio/a.txt", "bad/z.txt", "out"], "refused", None),
+        CASES[7]: (["convert", "{big}", "out", "--shard-size", "50"], "SIGINT", None),
+        CASES[8]: (["convert", "{big}", "out", "--shard-size", "50"], "SIGTERM", None),
+    },
+    "export": {
+        CASES[0]: (["export", "dev.spacy", "dev.spacy"], "refused", None),
+        CASES[1]: (["export", "shards", "shards/out.txt"], "refused", None),
+        CASES[2]: (["export", "dev.spacy", "model/config.cfg"], "refused", None),
+        CASES[3]: SINGLE_FILE,
+        CASES[4]: NO_RECORD,
+        CASES[5]: NO_RECORD,
+        CASES[6]: (["export", "badshards", "out.txt"], "refused", None),
+        CASES[7]: TOO_FAST,
+        CASES[8]: TOO_FAST,
+    },
+    "evaluate": {
+        CASES[0]: (["evaluate", "model", "dev.spacy", "--output", "dev.spacy"], "refused", None),
+        CASES[1]: (["evaluate", "model", "shards", "--table", "shards/t.md"], "refused", None),
+        CASES[2]: (
+            ["evaluate", "model", "dev.spacy", "--output", "model/config.cfg"],
+            "refused",
+            None,
+        ),
+        CASES[3]: (["evaluate", "model", "dev.spacy", "--report", "rep"], "refused", "foreign:rep"),
+        CASES[4]: (
+            ["evaluate", "model", "shards", "--report", "rep"],
+            "refused",
+            "earlier:evaluate model dev.spacy --report rep",
+        ),
+        CASES[5]: na("a report has no settings: --output and --table are files of their own"),
+        CASES[6]: (["evaluate", "model", "badshards", "--output", "m.json"], "refused", None),
+        CASES[7]: TOO_FAST,
+        CASES[8]: TOO_FAST,
+    },
+    "calibrate": {
+        CASES[0]: (["calibrate", "model", "dev.spacy", "--output", "dev.spacy"], "refused", None),
+        CASES[1]: (["calibrate", "model", "shards", "--output", "shards/new"], "refused", None),
+        CASES[2]: (
+            ["calibrate", "model", "dev.spacy", "--output", "model/config.cfg"],
+            "refused",
+            None,
+        ),
+        CASES[3]: (
+            ["calibrate", "model", "dev.spacy", "--output", "out"],
+            "refused",
+            "foreign:out",
+        ),
+        CASES[4]: na("a pipeline is its own record; calibrating it again refits it, its job"),
+        CASES[5]: na("a pipeline is its own record; calibrating it again refits it, its job"),
+        CASES[6]: (["calibrate", "model", "badshards"], "refused", None),
+        CASES[7]: TOO_FAST,
+        CASES[8]: TOO_FAST,
+    },
+    "visualize": {
+        CASES[0]: (["visualize", "model", "dev.spacy", "dev.spacy"], "refused", None),
+        CASES[1]: (["visualize", "model", "shards", "shards/v.html"], "refused", None),
+        CASES[2]: (["visualize", "model", "dev.spacy", "model/config.cfg"], "refused", None),
+        CASES[3]: SINGLE_FILE,
+        CASES[4]: NO_RECORD,
+        CASES[5]: NO_RECORD,
+        CASES[6]: (["visualize", "model", "badshards", "v.html"], "refused", None),
+        CASES[7]: TOO_FAST,
+        CASES[8]: TOO_FAST,
+    },
+    "annotate": {
+        CASES[0]: (["annotate", "model", "texts/in.jsonl", "texts/in.jsonl"], "refused", None),
+        CASES[1]: (["annotate", "model", "texts", "texts/out"], "allowed", None),
+        CASES[2]: (["annotate", "model", "texts/in.jsonl", "model"], "refused", None),
+        CASES[3]: (["annotate", "model", "texts/in.jsonl", "out"], "refused", "foreign:out"),
+        CASES[4]: (
+            ["annotate", "model", "texts/in2.jsonl", "out"],
+            "refused",
+            "earlier:annotate model texts/in.jsonl out",
+        ),
+        CASES[5]: (
+            ["annotate", "model", "texts/in.jsonl", "out", "--shard-size", "1"],
+            "refused",
+            "earlier:annotate model texts/in.jsonl out",
+        ),
+        CASES[6]: (["annotate", "model", "texts/in.jsonl", "bad/z.jsonl", "out"], "refused", None),
+        CASES[7]: ANNOTATE_SIGNALS,
+        CASES[8]: ANNOTATE_SIGNALS,
+    },
+}
+
+
+def parser_commands() -> set:
+    parser = cli.build_parser()
+    (sub,) = [a for a in parser._actions if a.dest == "command"]
+    return set(sub.choices)
+
+
+def test_the_matrix_has_a_row_for_every_command_and_decides_every_cell() -> None:
+    assert set(MATRIX) == parser_commands()
+    for command, row in MATRIX.items():
+        assert tuple(row) == CASES, command
+        for case, cell in row.items():
+            assert (isinstance(cell, str) and cell.startswith("n/a: ")) or (
+                isinstance(cell, tuple) and cell[0][0] == command
+            ), (command, case)
+
+
+def matrix_workspace(folder: Path, tiny_pipeline: Path) -> None:
+    shutil.copytree(tiny_pipeline / "model", folder / "model")
+    shutil.copy(tiny_pipeline / "data.spacy", folder / "dev.spacy")
+    write(folder, "bio/a.txt", sentence(1) + sentence(2))
+    write(folder, "bio/b.txt", sentence(3))
+    write(folder, "bad/z.txt", sentence(4) + "oops\n")
+    (folder / "shards").mkdir()
+    shutil.copy(tiny_pipeline / "data.spacy", folder / "shards" / "a.spacy")
+    (folder / "badshards").mkdir()
+    shutil.copy(tiny_pipeline / "data.spacy", folder / "badshards" / "a.spacy")
+    write(folder, "badshards/z.spacy", "not a DocBin\n")
+    rows = [{"id": i, "text": t} for i, t in enumerate(["I use Linux", "Python runs"])]
+    write(folder, "texts/in.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    write(folder, "texts/in2.jsonl", json.dumps({"id": 9, "text": "I use Python"}) + "\n")
+    write(folder, "bad/z.jsonl", '{"id": 1, "text": "ok"}\n{"id": 2,\n')
+
+
+TEMPORARY = (".ntk-tmp-*", "*.tmp", "*.partial", "*.part")
+
+
+def left_behind(folder: Path) -> list:
+    return sorted(str(p) for pattern in TEMPORARY for p in folder.rglob(pattern))
+
+
+CELLS = [
+    pytest.param(command, case, id=f"{command}-{CASES.index(case)}")
+    for command, row in MATRIX.items()
+    for case, cell in row.items()
+    if not isinstance(cell, str)
+]
+
+
+@pytest.mark.parametrize("command,case", CELLS)
+def test_guarantee_matrix(tmp_path: Path, tiny_pipeline: Path, command: str, case: str) -> None:
+    """Refused: one line, a non-zero exit, every file as it was, nothing temporary left.
+    Allowed (an output folder inside an input folder): twice, the inputs as they were.
+    A signal mid-run: one line, exit 128 + the signal, nothing written."""
+    import signal
+
+    args, expect, setup = MATRIX[command][case]
+    matrix_workspace(tmp_path, tiny_pipeline)
+    if setup is not None and setup.startswith("foreign:"):
+        write(tmp_path, setup.split(":", 1)[1] + "/notes.txt", "mine\n")
+    elif setup is not None:
+        res = run_cli(setup.split(":", 1)[1].split(), tmp_path)
+        assert res.returncode == 0, res.stderr
+    if "{big}" in args:
+        write(tmp_path, "big/big.txt", "".join(sentence(i) for i in range(60000)))
+        args = [str(tmp_path / "big" / "big.txt") if a == "{big}" else a for a in args]
+    before = snapshot(tmp_path)
+    if expect == "allowed":
+        for _ in range(2):
+            res = run_cli(args, tmp_path)
+            assert res.returncode == 0, res.stderr
+        after = snapshot(tmp_path)
+        assert {k: v for k, v in after.items() if k in before} == before
+    elif expect in ("SIGINT", "SIGTERM"):
+        out = tmp_path / args[2]
+        sig = getattr(signal, expect)
+        res = start_and_signal(
+            args, tmp_path, lambda: any(out.glob(".ntk-tmp-*/shard-*.spacy")), sig
+        )
+        assert res.returncode == 128 + sig
+        assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert snapshot(tmp_path) == before
+    else:
+        res = run_cli(args, tmp_path)
+        assert res.returncode not in (0, None), res.stdout
+        err = res.stderr.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert snapshot(tmp_path) == before
+    assert left_behind(tmp_path) == []
+    assert not list(tmp_path.rglob(".annotate.lock")) or expect == "allowed" or setup
+
+
+SHOWN = {"refused": "refused", "allowed": "allowed, left out of the inputs"}
+
+
+def matrix_markdown() -> str:
+    """The matrix as docs/guarantees.md shows it, between its matrix markers."""
+    commands = list(MATRIX)
+    rows = ["| case | " + " | ".join(f"`{c}`" for c in commands) + " |"]
+    rows.append("| --- |" + " --- |" * len(commands))
+    for case in CASES:
+        cells = []
+        for command in commands:
+            cell = MATRIX[command][case]
+            if isinstance(cell, str):
+                cells.append("n/a")
+            else:
+                cells.append(SHOWN.get(cell[1], "ends cleanly, exit 128+signal"))
+        rows.append(f"| {case} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+DOCS = Path(__file__).parent.parent / "docs" / "guarantees.md"
+
+
+def test_docs_show_the_matrix_as_tested() -> None:
+    text = DOCS.read_text("utf8")
+    start, end = "<!-- matrix: generated by tests/test_guarantees.py -->\n", "\n<!-- /matrix -->"
+    assert start in text and end in text
+    shown = text.split(start, 1)[1].split(end, 1)[0]
+    assert shown == matrix_markdown(), "paste tests/test_guarantees.py::matrix_markdown()"
+
+
+def test_every_test_the_guarantees_name_exists() -> None:
+    import re
+
+    text = DOCS.read_text("utf8")
+    tests = Path(__file__).parent
+    for match in re.finditer(r"`(?:(tests/\w+\.py)::)?(test_\w+)`", text):
+        path = tests.parent / match.group(1) if match.group(1) else tests / "test_guarantees.py"
+        assert f"def {match.group(2)}(" in path.read_text("utf8"), match.group(0)

@@ -130,8 +130,8 @@ def test_report_page_opens_offline_with_valid_images(evaluated: Path) -> None:
 
 def test_report_rerun_replaces_only_a_report(evaluated: Path) -> None:
     report = evaluated / "rep"
-    listed = json.loads((report / ".ntk-report.json").read_text())["files"]
-    assert sorted(listed) == sorted(p.name for p in report.iterdir() if p.name[0] != ".")
+    listed = json.loads((report / "manifest.json").read_text())["files"]
+    assert sorted(listed) == sorted(p.name for p in report.iterdir() if p.name != "manifest.json")
     args = ["evaluate", "model", "dev.spacy", "--report", "rep"]
     res = run_cli(args, evaluated)
     assert res.returncode == 0, res.stderr

@@ -107,16 +107,23 @@ def input_format(path: Path, chosen: str) -> str:
     return fmt
 
 
-def list_inputs(inputs: Sequence[PathLike], options: InputOptions) -> List[Tuple[Path, str]]:
+def list_inputs(
+    inputs: Sequence[PathLike], options: InputOptions, skip: Optional[Path] = None
+) -> List[Tuple[Path, str]]:
     """List the files to read, each with its format, checking every one exists.
 
     inputs (Sequence[PathLike]): Files and directories.
     options (InputOptions): How to read them.
+    skip (Optional[Path]): A folder whose files are not read under an input folder (the
+        output folder, when it lies in one).
     RETURNS (List[Tuple[Path, str]]): The files and their formats, in reading order.
     """
     _check(options)
+    exclude = set()
+    if skip is not None and skip.is_dir():
+        exclude = {f.resolve() for f in skip.rglob("*") if f.is_file()}
     files = []
-    for path, _ in iter_files(inputs, options.glob):
+    for path, _ in iter_files(inputs, options.glob, exclude):
         if not stat.S_ISREG(path.stat().st_mode):
             raise BIOError(
                 path,

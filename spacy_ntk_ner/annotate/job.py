@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Generator, Optional, Sequence
 
+from .._outputs import check_target
 from ..corpus.files import PathLike
 from ..loading import load_pipeline
 from .engines.local import run_pool
@@ -29,6 +30,7 @@ from .output import (
     pending_shards,
     prepare_output,
     write_json,
+    write_manifest,
 )
 from .records import Record, SpanSource, find_span_source, model_fingerprint
 from .report import format_annotate_report, make_report
@@ -116,13 +118,15 @@ def run_annotation(
     """
     options.check()
     settings = options.settings
-    files = list_inputs(inputs, options.input_options)
+    out = Path(output_dir)
+    # The output folder may lie in an input folder: its own files are never inputs.
+    check_target(out, [Path(p) for p in inputs], inside_inputs=True, kind="folder")
+    files = list_inputs(inputs, options.input_options, skip=out)
     model = _resolve_model(model)
     fingerprint = model_fingerprint(model)
     nlp = _load(model, options.gpu_id if options.engine == "local" else -1)
     source = find_span_source(nlp, options.component)
     scan = scan_inputs(files, options.input_options, nlp.max_length, settings.with_doc)
-    out = Path(output_dir)
     manifest = new_manifest(fingerprint, files, options, source, scan.docs)
     with lock_output_folder(out):
         manifest = prepare_output(out, manifest, options.overwrite)
@@ -140,6 +144,7 @@ def run_annotation(
             records.close()  # stops the engine's workers now if the writing failed
         report = make_report(manifest, scan, writer, time.perf_counter() - start, options.engine)
         write_json(out / REPORT, report)
+        write_manifest(out, manifest)  # now listing report.json too
     return report
 
 

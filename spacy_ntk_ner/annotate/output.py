@@ -11,6 +11,7 @@ on `.annotate.lock` keeps a second run out while one is writing.
 import json
 import os
 import re
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,8 @@ from typing import IO, Any, Callable, Dict, Iterable, List, Optional, Sequence, 
 
 from .. import __version__
 from .._fs import FolderLock
+from .._outputs import TOOL, Manifest
+from .._outputs import read_manifest as read_output_manifest
 from ..errors import UserError
 from .inputs import Document, describe_inputs
 from .options import AnnotateOptions, Settings
@@ -26,7 +29,8 @@ from .records import Record, SpanSource
 MANIFEST = "manifest.json"
 REPORT = "report.json"
 LOCK = ".annotate.lock"
-TOOL = "spacy_ntk_ner annotate"
+# What `tool` said in the manifests of versions before 0.3.
+LEGACY_TOOL = "spacy_ntk_ner annotate"
 _SUFFIX = {"jsonl": ".jsonl", "docbin": ".spacy"}
 # Names this command gives its files: shards, and their temporary names while written.
 _OWN_RE = re.compile(r"^\.?shard-\d{5,}\.(jsonl|spacy)(\.tmp)?$|^\.(manifest|report)\.json\.tmp$")
@@ -90,6 +94,7 @@ def new_manifest(
     settings = options.settings
     return {
         "tool": TOOL,
+        "command": "annotate",
         "version": __version__,
         "model": fingerprint,
         "inputs": describe_inputs(files),
@@ -144,7 +149,7 @@ def prepare_output(out: Path, manifest: Dict[str, Any], overwrite: bool) -> Dict
     overwrite (bool): Remove what an earlier run wrote.
     RETURNS (Dict[str, Any]): The manifest to go on with (the earlier one when resuming).
     """
-    old = read_manifest(out)
+    old = read_manifest(out, say=lambda line: print(line, file=sys.stderr))
     names = _own_file_names(out, old)
     if old is not None and overwrite:
         for name in names:
@@ -156,36 +161,45 @@ def prepare_output(out: Path, manifest: Dict[str, Any], overwrite: bool) -> Dict
     for name in names:
         if name.endswith(".tmp") and (out / name).exists():
             (out / name).unlink()  # left by an interrupted run of this command
-    write_json(out / MANIFEST, manifest)
+    write_manifest(out, manifest)
     return manifest
 
 
-def read_manifest(out: Path) -> Optional[Dict[str, Any]]:
-    """out (Path): The output folder.
+def read_manifest(
+    out: Path, say: Callable[[str], None] = lambda line: None
+) -> Optional[Dict[str, Any]]:
+    """Read the manifest of an output folder (see `_outputs`), or one of a version
+    before 0.3, saying (`say`) that it is upgraded.
+
+    out (Path): The output folder.
+    say (Callable[[str], None]): Where the upgrade notice goes.
     RETURNS (Optional[Dict[str, Any]]): Its manifest, or None if it has none."""
-    path = out / MANIFEST
-    if not path.exists():
-        return None
+    manifest = read_output_manifest(out, "annotate", _legacy_manifest, say)
+    return None if manifest is None else manifest.to_dict()
+
+
+def _legacy_manifest(out: Path) -> Optional[Manifest]:
     try:
-        data = json.loads(path.read_text("utf8"))
-    except (ValueError, UnicodeDecodeError):
-        data = None
-    if not isinstance(data, dict) or data.get("tool") != TOOL:
-        raise UserError(f"{path}: not a manifest written by this command; use another folder")
-    return data
+        data = json.loads((out / MANIFEST).read_text("utf8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or data.get("tool") != LEGACY_TOOL:
+        return None
+    return Manifest.from_dict({**data, "command": "annotate"})
+
+
+def write_manifest(out: Path, manifest: Dict[str, Any]) -> None:
+    """Write the manifest, listing the files written so far (`_outputs` format)."""
+    written = sorted(manifest.get("shards", {}))
+    manifest["files"] = sorted(written + ([REPORT] if (out / REPORT).is_file() else []))
+    write_json(out / MANIFEST, manifest)
 
 
 def _check_same(out: Path, old: Dict[str, Any], new: Dict[str, Any]) -> None:
     differ = []
     if old.get("model") != new["model"]:
         differ.append("another model")
-    if old.get("inputs") != new["inputs"]:
-        differ.append("other inputs (paths, sizes or modification times)")
-    old_settings = old.get("settings", {})
-    changed = [k for k, v in new["settings"].items() if old_settings.get(k) != v]
-    if changed:
-        pairs = ", ".join(f"{k} {old_settings.get(k)!r} -> {new['settings'][k]!r}" for k in changed)
-        differ.append(f"other settings ({pairs})")
+    differ += Manifest.from_dict(old).differences(Manifest.from_dict(new))
     if differ:
         raise UserError(
             f"{out}: an earlier run wrote it with {'; '.join(differ)}: rerun as it was to "
@@ -289,7 +303,7 @@ class ShardWriter:
             finally:
                 shard.discard()
             self.manifest["shards"][shard.path.name] = shard.stats.to_dict()
-            write_json(self.out / MANIFEST, self.manifest)
+            write_manifest(self.out, self.manifest)
             self.shards_written += 1
             self.words_written += shard.stats.words
 

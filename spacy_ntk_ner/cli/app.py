@@ -9,10 +9,12 @@ status 2.
 import argparse
 import importlib
 import os
+import signal
 import sys
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from .. import __version__
+from .._fs import Terminated
 from ..errors import UserError
 from ._options import HelpFormatter
 from .parsers import COMMAND_PARSERS
@@ -44,6 +46,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     RETURNS (int): The exit status.
     """
     args = build_parser().parse_args(argv)
+    end_on_termination()
     # Each command's handler is the module of its name, imported only now: the library
     # behind it imports spaCy, which `--help` and a wrong option do without.
     handler = importlib.import_module(f"{__package__}.{args.command}")
@@ -62,9 +65,32 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except OSError as err:
         print(os_error_message(err), file=sys.stderr)
         return 1
+    except Terminated as err:
+        name = signal.Signals(err.signum).name
+        print(f"interrupted ({name}); outputs were left as they were", file=sys.stderr)
+        return 128 + err.signum
     except KeyboardInterrupt:
         print("interrupted; outputs were left as they were", file=sys.stderr)
         return 130
+
+
+# Signals that end a run as Ctrl-C does: `kill`, `timeout`, a batch scheduler (SIGTERM)
+# and a closed terminal or SSH session (SIGHUP).
+ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def end_on_termination() -> None:
+    """Make SIGTERM and SIGHUP raise `Terminated` (a KeyboardInterrupt) in the main
+    thread, so every command cleans up on them as on Ctrl-C. A signal the parent set to
+    be ignored (`nohup`) stays ignored.
+    """
+
+    def raise_terminated(signum: int, frame: Any) -> None:
+        raise Terminated(signum)
+
+    for signum in ENDING_SIGNALS:
+        if signal.getsignal(signum) == signal.SIG_DFL:
+            signal.signal(signum, raise_terminated)
 
 
 def os_error_message(err: OSError) -> str:

@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
             shard_size=args.shard_size,
             on_progress=bar.update if bar is not None else None,
             overwrite=args.overwrite,
+            on_notice=lambda line: print(line, file=sys.stderr),
         )
     finally:
         if bar is not None:

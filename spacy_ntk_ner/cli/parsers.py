@@ -140,6 +140,7 @@ def add_evaluate_parser(subparsers: Any) -> None:
         help="also write DIR/index.html: the table, plots of the scores and the worst "
         "cases (needs matplotlib: the [report] extra)",
     )
+    add_overwrite(ev, "replace a --report folder written for another pipeline or data")
 
 
 def add_calibrate_parser(subparsers: Any) -> None:

@@ -22,6 +22,7 @@ from spacy.training import Example
 
 from .._format import decimal3
 from .._fs import replace_dir
+from .._outputs import check_target as check_output_target
 from ..corpus.docbin import load_examples
 from ..errors import UserError
 from ..loading import load_pipeline
@@ -300,6 +301,15 @@ def calibrate_saved(
     check_target("--target-precision", target_precision)
     check_target("--target-recall", target_recall)
     target = _calibrate_target(model, output)
+    # The pipeline folder is this command's to write; the dev data, in it or holding it,
+    # is not (the folder is replaced as a whole).
+    check_output_target(
+        target,
+        [data],
+        "--output" if output is not None else "MODEL",
+        writes_pipeline=True,
+        kind="folder",
+    )
     nlp = load_pipeline(model)
     report = calibrate(nlp, load_examples(nlp, data), target_precision, target_recall)
     if not report:

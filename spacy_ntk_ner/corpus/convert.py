@@ -6,12 +6,24 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from itertools import compress
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from .._fs import TMP_PREFIX, FolderLock, deferred_sigint
+from .._outputs import (
+    MANIFEST,
+    Manifest,
+    Say,
+    check_rerun,
+    check_target,
+    fingerprint,
+    foreign_files,
+    read_manifest,
+    refuse_foreign,
+    write_manifest,
+)
 from ..errors import UserError
 from .docbin import DocBinWriter
 from .files import BIOError, PathLike, iter_files
@@ -20,9 +32,6 @@ from .iob import IOB_B
 from .options import ReadOptions
 from .splits import assign_split, parse_split
 from .stats import STATS, ConvertStats, SplitStats
-
-# How many files not written by `convert` an error message names.
-N_NAMED = 5
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,7 @@ class _ConvertRequest:
     seed (int): Seed of the split.
     shard_size (int): At most this many Docs per shard.
     on_progress (Optional[Callable[[int], None]]): Called with bytes read.
+    on_notice (Optional[Callable[[str], None]]): Where a notice goes (an upgraded record).
     """
 
     inputs: Sequence[PathLike]
@@ -45,6 +55,17 @@ class _ConvertRequest:
     seed: int
     shard_size: int
     on_progress: Optional[Callable[[int], None]]
+    on_notice: Optional[Say] = None
+
+    def settings(self) -> Dict[str, Any]:
+        """RETURNS (Dict[str, Any]): What shapes the output, as the manifest keeps it."""
+        split = ",".join(f"{name}={frac}" for name, frac in self.splits) if self.by_split else None
+        return {
+            **asdict(self.options),
+            "split": split,
+            "seed": self.seed,
+            "shard_size": self.shard_size,
+        }
 
 
 class _ShardWriter:
@@ -90,16 +111,18 @@ def convert(
     shard_size: int = 10000,
     on_progress: Optional[Callable[[int], None]] = None,
     overwrite: bool = False,
+    on_notice: Optional[Say] = None,
 ) -> ConvertStats:
     """Convert BIO files and directories into sharded DocBin files and a report.
 
     Shards go to `output_dir/<split>/` (or `output_dir/` with no split). The run is
     transactional: it writes into a temporary folder inside `output_dir`, and only when
     every input has been read and every shard written does it replace what an earlier
-    run wrote there (the files its `stats.json` lists). A failed or interrupted run
+    run wrote there (the files its `manifest.json` lists). A failed or interrupted run
     leaves `output_dir` as it was. An `output_dir` holding files that `convert` did not
-    write (other than this run's inputs) is refused, and two runs into one `output_dir`
-    at once: the second is refused.
+    write (other than this run's inputs), an earlier corpus of other inputs or settings
+    (without `overwrite`), a pipeline folder, and a second run into one `output_dir` at
+    once are refused.
 
     inputs (Sequence[PathLike]): Files and directories.
     output_dir (PathLike): Where the shards and `stats.json` go.
@@ -110,6 +133,8 @@ def convert(
     on_progress (Optional[Callable[[int], None]]): Called with bytes read.
     overwrite (bool): Start over: remove what an earlier run wrote before converting
         (so the disk needs room for one copy only); an interrupted run then leaves none.
+        Without it, a folder holding a corpus of other inputs or settings is refused.
+    on_notice (Optional[Callable[[str], None]]): Where a notice goes (an upgraded record).
     RETURNS (ConvertStats): The report.
     """
     if shard_size < 1:
@@ -124,10 +149,12 @@ def convert(
         seed,
         shard_size,
         on_progress,
+        on_notice,
     )
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: the output must be a directory")
+    check_target(out, [Path(p) for p in inputs], inside_inputs=True, kind="folder")
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -143,9 +170,15 @@ def _convert_locked(request: _ConvertRequest, out: Path, overwrite: bool) -> Con
     for stale in out.glob(TMP_PREFIX + "*"):
         # Left by a run that was killed; the lock says no run is using it now.
         shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
-    previous = previous_outputs(out)
+    old = read_manifest(out, "convert", _legacy_manifest, request.on_notice or _quiet)
+    previous = _resolved(out, old.files if old is not None else [])
     _check_inputs(request.inputs, request.options.glob, previous)
-    _refuse_foreign(out, previous, request.inputs, request.options.glob)
+    files = [p for p, _ in iter_files(request.inputs, request.options.glob, previous)]
+    _refuse_foreign(out, previous, files)
+    # The inputs as given: a folder that gained files, or a file that was edited, makes
+    # a new corpus of the same job; other files or folders make another one.
+    new = Manifest("convert", fingerprint(map(Path, request.inputs)), request.settings())
+    check_rerun(out, old, new, overwrite, contents=False)
     if overwrite:
         _remove_outputs(out, previous)
         previous = set()
@@ -158,6 +191,8 @@ def _convert_locked(request: _ConvertRequest, out: Path, overwrite: bool) -> Con
                 "-DOCSTART- is one document); one document cannot be split"
             )
         (tmp / STATS).write_text(json.dumps(stats.to_dict(), indent=2) + "\n", "utf8")
+        new.files = [*stats.outputs, STATS]
+        write_manifest(tmp, new)
         _commit(out, tmp, previous, stats.outputs)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -199,20 +234,31 @@ def _write_shards(request: _ConvertRequest, tmp: Path, exclude: Set[Path]) -> Co
     return stats
 
 
-def previous_outputs(out: Path) -> Set[Path]:
-    """The files an earlier `convert` wrote into a folder, as its `stats.json` lists them.
+def _quiet(line: str) -> None:
+    pass
 
-    out (Path): The output folder.
-    RETURNS (Set[Path]): Their resolved paths, `stats.json` included; empty if there is
-        no `stats.json` of this command.
-    """
+
+def _resolved(out: Path, names: Sequence[str]) -> Set[Path]:
+    root = out.resolve()
+    written = {root / MANIFEST} if (root / MANIFEST).is_file() else set()
+    for name in names:
+        p = (root / str(name)).resolve()
+        # Only files inside the folder: a tampered list must not reach outside it.
+        if p.is_file() and root in p.parents:
+            written.add(p)
+    return written
+
+
+def _legacy_manifest(out: Path) -> Optional[Manifest]:
+    """The record of a `convert` before 0.3: the files its `stats.json` lists (or, before
+    0.1.1, that follow from its counts); what it read was not recorded."""
     path = out / STATS
     try:
         report = json.loads(path.read_text("utf8"))
     except (OSError, ValueError):
-        return set()
+        return None
     if not isinstance(report, dict) or not isinstance(report.get("splits"), dict):
-        return set()
+        return None
     names = report.get("outputs")
     if not isinstance(names, list):
         # Written before stats.json listed its shards: they follow from the counts.
@@ -223,14 +269,7 @@ def previous_outputs(out: Path) -> Set[Path]:
                 names.append(f"{split}/shard-{i:05d}.spacy")
                 if split == "all":
                     names.append(f"shard-{i:05d}.spacy")
-    root = out.resolve()
-    written = {path.resolve()}
-    for name in names:
-        p = (root / str(name)).resolve()
-        # Only files inside the folder: a tampered list must not reach outside it.
-        if p.is_file() and root in p.parents:
-            written.add(p)
-    return written
+    return Manifest("convert", None, None, [*map(str, names), STATS])
 
 
 def _check_inputs(inputs: Sequence[PathLike], glob: str, previous: Set[Path]) -> None:
@@ -242,33 +281,22 @@ def _check_inputs(inputs: Sequence[PathLike], glob: str, previous: Set[Path]) ->
         pass  # every input exists before anything is written
 
 
-def _refuse_foreign(out: Path, previous: Set[Path], inputs: Sequence[PathLike], glob: str) -> None:
+def _refuse_foreign(out: Path, previous: Set[Path], files: Sequence[Path]) -> None:
+    # This run's inputs may lie in the output folder: they are not strangers there.
     root = out.resolve()
-    allowed = set(previous)
-    if any(root == Path(p).resolve() or root in Path(p).resolve().parents for p in inputs):
-        allowed.update(p.resolve() for p, _ in iter_files(inputs, glob, previous))
-    foreign: List[str] = []
-    for folder, dirs, files in os.walk(root):
-        if folder == str(root):
-            dirs[:] = [d for d in dirs if not d.startswith(TMP_PREFIX)]
-        for f in files:
-            p = Path(folder, f)
-            if p not in allowed and not (folder == str(root) and f.startswith(TMP_PREFIX)):
-                foreign.append(p.relative_to(root).as_posix())
-    if foreign:
-        foreign.sort()
-        named = ", ".join(foreign[:N_NAMED])
-        more = f" and {len(foreign) - N_NAMED} more" if len(foreign) > N_NAMED else ""
-        raise UserError(
-            f"{out}: holds files that convert did not write ({named}{more}); "
-            "convert into an empty or new folder, or move them away"
-        )
+    allowed = [
+        p.relative_to(root).as_posix()
+        for p in {*previous, *(f.resolve() for f in files)}
+        if root in p.parents
+    ]
+    refuse_foreign(out, foreign_files(out, allowed), "convert")
 
 
 def _remove_outputs(out: Path, files: Set[Path]) -> None:
     """Remove files an earlier run wrote, and the split folders they leave empty."""
     root = out.resolve()
-    for p in sorted(files, key=lambda p: p.name == STATS):  # stats.json last
+    # The record last: an interrupted removal leaves it listing what is still there.
+    for p in sorted(files, key=lambda p: (p.name == STATS, p.name == MANIFEST)):
         try:
             p.unlink()
         except FileNotFoundError:
@@ -285,9 +313,10 @@ def _commit(out: Path, tmp: Path, previous: Set[Path], written: List[str]) -> No
             dest = root / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp / rel, dest)
-        kept = {root / rel for rel in written} | {root / STATS}
+        kept = {root / rel for rel in written} | {root / STATS, root / MANIFEST}
         _remove_outputs(out, previous - kept)
         os.replace(tmp / STATS, root / STATS)
+        os.replace(tmp / MANIFEST, root / MANIFEST)
 
 
 def _rmdir_if_empty(folder: Path) -> None:

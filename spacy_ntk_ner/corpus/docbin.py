@@ -211,6 +211,13 @@ def load_examples(nlp: Language, data: Path, limit: int = 0) -> List[Example]:
         raise UserError(f"{data}: no such file or directory")
     if data.is_dir() and not any(data.rglob("*.spacy")):
         raise UserError(f"{data}: holds no .spacy files")
+    for f in docbin_files(data):
+        # Each file is read before any is used: a bad last file is named in one line,
+        # before anything is evaluated or written.
+        try:
+            DocBin().from_disk(f)
+        except ValueError as err:
+            raise BIOError(f, 0, f"not a DocBin file ({err})") from None
     examples = list(Corpus(data, limit=limit)(nlp))
     if not examples:
         raise UserError(f"{data}: holds no documents")

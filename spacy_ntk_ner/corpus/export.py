@@ -7,8 +7,8 @@ the target, which is renamed over it only when complete: a failure leaves the ol
 from pathlib import Path
 
 from .._fs import atomic_file
+from .._outputs import check_file_target
 from .docbin import docbin_files, iter_docbin_sentences
-from .files import BIOError
 from .writer import write_sentences
 
 
@@ -21,10 +21,6 @@ def export(input_path: Path, output: Path, block_format: str = "wikiser") -> int
     RETURNS (int): The number of sentences written.
     """
     files = docbin_files(input_path)
-    if output.is_dir():
-        raise BIOError(output, 0, "is a directory; name the BIO file to write")
-    target = output.resolve()
-    if any(target == f.resolve() for f in files) or target == input_path.resolve():
-        raise BIOError(output, 0, "is one of the inputs; name another file to write")
+    check_file_target(output, [input_path, *files])
     with atomic_file(output) as fh:
         return write_sentences(fh, iter_docbin_sentences(input_path), block_format)

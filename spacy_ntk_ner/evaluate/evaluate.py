@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from spacy.training import Example
 
 from .._format import decimal3, percent
-from .._fs import atomic_file
+from .._outputs import check_file_target, write_text
 from ..confidence.metrics import (
     brier_score,
     describe_target,
@@ -144,19 +144,36 @@ def evaluate(
     gpu_id (int): GPU to use, -1 for the CPU.
     RETURNS (Dict[str, Any]): The metrics.
     """
+    check_metric_targets(model, data, output, table)
     metrics = run_evaluation(model, data, gpu_id).metrics
     write_metrics(metrics, output, table)
     return metrics
 
 
+def model_inputs(model: Any, data: Path) -> List[Path]:
+    """RETURNS (List[Path]): What a command reading `model` and `data` reads from disk."""
+    return [data, *([Path(model)] if Path(str(model)).exists() else [])]
+
+
+def check_metric_targets(
+    model: Any, data: Path, output: Optional[Path], table: Optional[Path]
+) -> None:
+    """Refuse, before anything is evaluated, an `--output` or `--table` that is an input,
+    lies in one or in a pipeline, or names the same file twice."""
+    inputs = model_inputs(model, data)
+    for option, target in (("--output", output), ("--table", table)):
+        if target is not None:
+            check_file_target(target, inputs, option)
+    if output is not None and table is not None and output.resolve() == table.resolve():
+        raise UserError(f"--table {table}: is the --output file too; name two files")
+
+
 def write_metrics(metrics: Dict[str, Any], output: Optional[Path], table: Optional[Path]) -> None:
     """Write the metrics as JSON to `output` and as Markdown to `table` (each if given)."""
     if output is not None:
-        with atomic_file(output) as fh:
-            fh.write(json.dumps(metrics, indent=2) + "\n")
+        write_text(output, json.dumps(metrics, indent=2) + "\n")
     if table is not None:
-        with atomic_file(table) as fh:
-            fh.write(format_table(metrics) + "\n")
+        write_text(table, format_table(metrics) + "\n")
 
 
 def component_entities(examples: Sequence[Example], spans_key: str) -> List[ScoredEntity]:
@@ -312,6 +329,7 @@ def visualize(model: Path, data: Path, output: Path, limit: int = 50) -> int:
     """
     from spacy import displacy
 
+    check_file_target(output, model_inputs(model, data))
     nlp = load_pipeline(model)
     keys = [p.cfg["spans_key"] for _, p in nlp.pipeline if isinstance(p, NTKEntityRecognizer)]
     texts = [eg.reference.text for eg in load_examples(nlp, data, limit)]
@@ -332,6 +350,5 @@ def visualize(model: Path, data: Path, output: Path, limit: int = 50) -> int:
             ents.append({"start": ent.start_char, "end": ent.end_char, "label": label})
         pages.append({"text": doc.text, "ents": ents, "title": None})
     html = displacy.render(pages, style="ent", manual=True, page=True, options={"colors": colors})
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(html, "utf8")
+    write_text(output, html)
     return len(pages)

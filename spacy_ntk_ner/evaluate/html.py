@@ -22,20 +22,31 @@ from spacy import displacy
 from .. import __version__
 from .._format import decimal3, percent
 from .._fs import replace_dir
+from .._outputs import (
+    Manifest,
+    Say,
+    check_rerun,
+    check_target,
+    foreign_files,
+    read_manifest,
+    write_manifest,
+)
 from ..confidence.metrics import precision_recall_at
 from ..errors import UserError
 from .evaluate import (
     Evaluation,
     ScoredEntity,
     calibration_per_label,
+    check_metric_targets,
     format_confidence,
     label_color,
+    model_inputs,
     run_evaluation,
     write_metrics,
 )
 
-# Lists the files a report folder holds, so that a rerun replaces only a report.
-MANIFEST = ".ntk-report.json"
+# Where versions before 0.3 listed the files of a report folder.
+LEGACY_MANIFEST = ".ntk-report.json"
 # Worst cases drawn per kind.
 N_CASES = 10
 # Characters of context drawn on either side of a case.
@@ -49,6 +60,8 @@ def evaluate_with_report(
     output: Optional[Path] = None,
     table: Optional[Path] = None,
     gpu_id: int = -1,
+    overwrite: bool = False,
+    say: Optional[Say] = None,
 ) -> Dict[str, Any]:
     """Evaluate a pipeline (see `report.evaluate`) and write the report folder too.
 
@@ -59,50 +72,85 @@ def evaluate_with_report(
     output (Optional[Path]): Where to write the JSON.
     table (Optional[Path]): Where to write the Markdown table.
     gpu_id (int): GPU to use, -1 for the CPU.
+    overwrite (bool): Replace a report of other inputs.
+    say (Optional[Callable[[str], None]]): Where a notice goes (an upgraded record).
     RETURNS (Dict[str, Any]): The metrics.
     """
-    check_report_dir(report)
+    # Every target is checked before the evaluation: a refusal costs nothing, and
+    # leaves no --output behind.
+    check_metric_targets(model, data, output, table)
+    new = report_manifest(model, data)
+    check_report_dir(report, new, overwrite, say)
+    for option, target in (("--output", output), ("--table", table)):
+        if target is not None and (report.resolve() in target.resolve().parents):
+            raise UserError(
+                f"{option} {target}: lies inside the --report folder {report}, which is "
+                "replaced as a whole; name a file outside it"
+            )
     if importlib.util.find_spec("matplotlib") is None:
         raise UserError('--report: the plots need matplotlib; pip install "spacy-ntk-ner[report]"')
     evaluation = run_evaluation(model, data, gpu_id)
     write_metrics(evaluation.metrics, output, table)
-    write_report(report, evaluation)
+    write_report(report, evaluation, new, overwrite)
     return evaluation.metrics
 
 
-def check_report_dir(report: Path) -> None:
-    """Refuse a folder that holds files an earlier report did not write."""
+def report_manifest(model: Any, data: Path) -> Manifest:
+    """RETURNS (Manifest): The manifest of a report of `model` on `data`, without files.
+    A report is replaced when the same pipeline and data are evaluated again, whatever
+    changed in them: its inputs are compared by path."""
+    inputs = [{"path": str(Path(p).resolve())} for p in model_inputs(model, data)]
+    if not Path(str(model)).exists():
+        inputs.append({"path": f"package:{model}"})
+    return Manifest("evaluate", inputs, {})
+
+
+def _legacy_report(folder: Path) -> Optional[Manifest]:
+    try:
+        data = json.loads((folder / LEGACY_MANIFEST).read_text("utf8"))
+        files = [str(f) for f in data["files"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return Manifest("evaluate", None, None, [*files, LEGACY_MANIFEST])
+
+
+def check_report_dir(
+    report: Path, new: Manifest, overwrite: bool = False, say: Optional[Say] = None
+) -> None:
+    """Refuse a folder that holds files an earlier report did not write, a report of
+    other inputs (without `overwrite`), and one that is or holds an input or lies in a
+    pipeline."""
     if report.exists() and not report.is_dir():
-        raise UserError(f"--report: {report} is a file, not a folder")
+        raise UserError(f"--report {report}: is a file, not a folder")
+    check_target(report, [Path(r["path"]) for r in new.inputs or []], "--report", kind="folder")
     if not report.is_dir():
         return
-    present = sorted(str(p.relative_to(report)) for p in report.rglob("*") if not p.is_dir())
-    ours: List[str] = []
-    if (report / MANIFEST).is_file():
-        try:
-            ours = list(json.loads((report / MANIFEST).read_text("utf8"))["files"])
-        except (OSError, ValueError, KeyError, TypeError):
-            ours = []
-    foreign = [p for p in present if p not in ours and p != MANIFEST]
+    old = read_manifest(report, "evaluate", _legacy_report, say or (lambda line: None))
+    foreign = foreign_files(report, old.files if old is not None else [])
     if foreign:
         shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
         raise UserError(
             f"--report: {report} holds files this command did not write ({shown}); "
             "name a new or empty folder"
         )
+    check_rerun(report, old, new, overwrite, contents=False)
 
 
-def write_report(report: Path, evaluation: Evaluation) -> None:
+def write_report(
+    report: Path, evaluation: Evaluation, new: Manifest, overwrite: bool = False
+) -> None:
     """Write the report into a temporary folder beside `report` and swap it in.
 
     report (Path): The folder.
     evaluation (Evaluation): What `run_evaluation` found.
+    new (Manifest): The report's manifest (`report_manifest`), without files.
+    overwrite (bool): Replace a report of other inputs.
     """
-    check_report_dir(report)
+    check_report_dir(report, new, overwrite)
 
     def write(tmp: Path) -> None:
-        files = _write_files(tmp, evaluation)
-        (tmp / MANIFEST).write_text(json.dumps({"files": files}) + "\n", "utf8")
+        new.files = _write_files(tmp, evaluation)
+        write_manifest(tmp, new)
 
     replace_dir(report, write)
 
