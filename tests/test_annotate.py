@@ -616,14 +616,13 @@ def test_cli_document_over_max_length_is_refused_before_writing(
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.slow
-def test_cli_ctrl_c_stops_the_pool(models: Path, tmp_path: Path) -> None:
-    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) ends the
-    workers at once and leaves the complete shards and no temporary file."""
+def start_pool_run(models: Path, tmp_path: Path) -> "subprocess.Popen[str]":
+    """Start `annotate --n-process 2` on a corpus long enough to be mid-run for a while,
+    in a session of its own (its own process group)."""
     make_input(tmp_path, "txt", TEXTS * 50_000)
     cmd = [sys.executable, "-m", "spacy_ntk_ner", "annotate", str(models / "ntk"), "in.txt"]
     cmd += ["out", "--n-process", "2", "--shard-size", "2000", "--quiet"]
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         cmd,
         cwd=tmp_path,
         stdout=subprocess.PIPE,
@@ -632,13 +631,24 @@ def test_cli_ctrl_c_stops_the_pool(models: Path, tmp_path: Path) -> None:
         start_new_session=True,
         env=dict(os.environ, PYTHONWARNINGS="error"),
     )
+
+
+def wait_for_a_shard(proc: "subprocess.Popen[str]", out: Path) -> None:
+    deadline = time.monotonic() + 240
+    while not (out / "shard-00000.jsonl").exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_cli_ctrl_c_stops_the_pool(models: Path, tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) ends the
+    workers at once and leaves the complete shards and no temporary file."""
+    proc = start_pool_run(models, tmp_path)
     with proc:
         try:
-            deadline = time.monotonic() + 240
-            while not (tmp_path / "out" / "shard-00000.jsonl").exists():
-                assert proc.poll() is None, proc.communicate()
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+            wait_for_a_shard(proc, tmp_path / "out")
             os.killpg(proc.pid, signal.SIGINT)
             _, stderr = proc.communicate(timeout=60)
         finally:
@@ -929,26 +939,11 @@ def still_running(pids: List[int], patience: float = 5.0) -> List[int]:
 def test_cli_workers_end_with_their_parent(models: Path, tmp_path: Path, sig: int) -> None:
     """A signal to the command alone (a scheduler, `kill`, the OOM killer) ends its
     workers too; SIGTERM and SIGHUP end the run as Ctrl-C does."""
-    make_input(tmp_path, "txt", TEXTS * 50_000)
-    cmd = [sys.executable, "-m", "spacy_ntk_ner", "annotate", str(models / "ntk"), "in.txt"]
-    cmd += ["out", "--n-process", "2", "--shard-size", "2000", "--quiet"]
-    proc = subprocess.Popen(
-        cmd,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        env=dict(os.environ, PYTHONWARNINGS="error"),
-    )
+    proc = start_pool_run(models, tmp_path)
     workers: List[int] = []
     with proc:
         try:
-            deadline = time.monotonic() + 240
-            while not (tmp_path / "out" / "shard-00000.jsonl").exists():
-                assert proc.poll() is None, proc.communicate()
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+            wait_for_a_shard(proc, tmp_path / "out")
             workers = children_of(proc.pid)
             assert len(workers) >= 2
             proc.send_signal(sig)
