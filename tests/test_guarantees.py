@@ -438,7 +438,10 @@ TOO_FAST = na(
     "KeyboardInterrupt as SIGINT for every command (cli.app.end_on_termination), as the "
     "convert cells show"
 )
-ANNOTATE_SIGNALS = na("annotate's signals and its workers: tests/test_annotate.py (issue 16 e)")
+ANNOTATE_SIGNALS = na(
+    "annotate's signals reach its worker pool: tests/test_annotate.py "
+    "(test_cli_ctrl_c_stops_the_pool, test_cli_workers_end_with_their_parent)"
+)
 
 # Each cell: (command line, "refused" | "allowed", setup) or an "n/a: why" string. In a
 # command line, {big} is a large BIO file, made only for the signal cases.

@@ -1,11 +1,9 @@
 """`annotate`: a pipeline over a corpus, with a progress bar on a terminal."""
 
 import argparse
-import signal
 import sys
 import time
-from contextlib import contextmanager
-from typing import Any, Iterator, Optional
+from typing import Optional
 
 from ..annotate.inputs import InputOptions
 from ..annotate.job import Settings, annotate, format_annotate_report
@@ -19,58 +17,39 @@ def run(args: argparse.Namespace) -> int:
     """
     bar = _annotate_bar()
     try:
-        with _ended_by_signals():
-            report = annotate(
-                args.model,
-                args.inputs,
-                args.output_dir,
-                engine=args.engine,
-                input_options=InputOptions(
-                    input_format=args.input_format,
-                    text_key=args.text_key,
-                    id_key=args.id_key,
-                    glob=args.glob,
-                    on_error=args.on_error,
-                ),
-                settings=Settings(
-                    shard_size=args.shard_size,
-                    threshold=args.threshold,
-                    output_format=args.output_format,
-                ),
-                component=args.component,
-                n_process=args.n_process,
-                batch_size=args.batch_size,
-                gpu_id=args.gpu_id,
-                n_workers=args.n_workers,
-                ray_address=args.ray_address,
-                ray_num_cpus=args.ray_num_cpus,
-                overwrite=args.overwrite,
-                on_progress=bar.update if bar is not None else None,
-            )
+        report = annotate(
+            args.model,
+            args.inputs,
+            args.output_dir,
+            engine=args.engine,
+            input_options=InputOptions(
+                input_format=args.input_format,
+                text_key=args.text_key,
+                id_key=args.id_key,
+                glob=args.glob,
+                on_error=args.on_error,
+            ),
+            settings=Settings(
+                shard_size=args.shard_size,
+                threshold=args.threshold,
+                output_format=args.output_format,
+            ),
+            component=args.component,
+            n_process=args.n_process,
+            batch_size=args.batch_size,
+            gpu_id=args.gpu_id,
+            n_workers=args.n_workers,
+            ray_address=args.ray_address,
+            ray_num_cpus=args.ray_num_cpus,
+            overwrite=args.overwrite,
+            on_progress=bar.update if bar is not None else None,
+        )
     finally:
         if bar is not None:
             bar.close()
     if not args.quiet:
         print(format_annotate_report(report, args.output_dir))
     return 0
-
-
-@contextmanager
-def _ended_by_signals() -> Iterator[None]:
-    """End the run on SIGTERM (`kill`, `timeout`, a batch scheduler) or SIGHUP (a lost
-    terminal) as on Ctrl-C: a KeyboardInterrupt, so the same clean-up runs (complete
-    shards kept, no temporary file, workers ended) and the command exits with 130."""
-    names = [name for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
-    previous = {name: signal.signal(getattr(signal, name), _interrupt) for name in names}
-    try:
-        yield
-    finally:
-        for name, handler in previous.items():
-            signal.signal(getattr(signal, name), handler)
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 class _WordsBar:
