@@ -15,9 +15,14 @@ import pytest
 import spacy
 from spacy.language import Language
 from spacy.tokens import DocBin
-from spacy.training import Example
-from thinc.api import fix_random_seed
-from util import run_cli, write
+from util import (
+    assert_cli_error,
+    assert_user_error,
+    char_examples,
+    run_cli,
+    train_pipeline,
+    write,
+)
 
 from spacy_ntk_ner.annotate import AnnotateOptions, InputOptions, Settings, annotate, run_annotation
 from spacy_ntk_ner.annotate.engines.local import run_pool
@@ -47,15 +52,7 @@ TEXTS = [
 
 
 def _train(components: Dict[str, Dict[str, Any]], steps: int = 25) -> Language:
-    fix_random_seed(0)
-    nlp = spacy.blank("en")
-    for name, config in components.items():
-        factory = config.pop("factory", "ntk_ner")
-        nlp.add_pipe(factory, name=name, config=config)
-    examples = [Example.from_dict(nlp.make_doc(t), {"entities": e}) for t, e in TRAIN]
-    optimizer = nlp.initialize(lambda: examples)
-    for _ in range(steps):
-        nlp.update(examples, sgd=optimizer)
+    nlp, _ = train_pipeline(lambda nlp: char_examples(nlp, TRAIN), components, steps=steps)
     return nlp
 
 
@@ -853,26 +850,40 @@ UNWRITABLE = [
 ]
 
 
-@pytest.mark.parametrize("n_process", [1, 2])
 @pytest.mark.parametrize("line,output_format,what", UNWRITABLE)
-def test_cli_unwritable_json_is_refused_at_its_line(
-    models: Path, tmp_path: Path, n_process: int, line: str, output_format: str, what: str
+def test_unwritable_json_is_refused_at_its_line(
+    models: Path, tmp_path: Path, line: str, output_format: str, what: str
 ) -> None:
-    write(tmp_path, "in.jsonl", '{"text": "Berlin is big"}\n' + line + '\n{"text": "Python"}\n')
-    args = ["annotate", str(models / "ntk"), "in.jsonl", "out", "--n-process", str(n_process)]
-    args += ["--output-format", output_format]
-    res = run_cli(args, tmp_path)
-    assert res.returncode == 1, res.stderr
-    assert res.stderr.startswith("in.jsonl:2: ") and what in res.stderr, res.stderr
-    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+    path = write(
+        tmp_path, "in.jsonl", '{"text": "Berlin is big"}\n' + line + '\n{"text": "Python"}\n'
+    )
+    settings = Settings(output_format=output_format)
+    with pytest.raises(BIOError) as err:
+        annotate(str(models / "ntk"), [path], tmp_path / "out", settings=settings)
+    assert_user_error(str(err.value), f"{path}:2", what)
     assert not (tmp_path / "out").exists()
-    res = run_cli([*args[:3], "skipped", *args[4:], "--on-error", "skip", "--quiet"], tmp_path)
-    assert res.returncode == 0, res.stderr
-    report = json.loads((tmp_path / "skipped" / "report.json").read_text())
+    skip = InputOptions(on_error="skip")
+    report = annotate(
+        str(models / "ntk"), [path], tmp_path / "skipped", settings=settings, input_options=skip
+    )
     assert report["documents"] == 2 and len(report["skipped_lines"]) == 1
     for shard in (tmp_path / "skipped").glob("shard-*.jsonl"):
         for text in shard.read_text("utf8").splitlines():
             json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in {shard}"))
+
+
+@pytest.mark.parametrize("n_process", [1, 2])
+@pytest.mark.parametrize("line,output_format,what", [UNWRITABLE[0], UNWRITABLE[6]])
+def test_cli_unwritable_json_is_one_line_at_any_number_of_processes(
+    models: Path, tmp_path: Path, n_process: int, line: str, output_format: str, what: str
+) -> None:
+    """The check runs while the inputs are read, before any worker starts."""
+    write(tmp_path, "in.jsonl", '{"text": "Berlin is big"}\n' + line + '\n{"text": "Python"}\n')
+    args = ["annotate", str(models / "ntk"), "in.jsonl", "out", "--n-process", str(n_process)]
+    args += ["--output-format", output_format]
+    res = run_cli(args, tmp_path)
+    assert_cli_error(res, "in.jsonl:2", what)
+    assert not (tmp_path / "out").exists()
 
 
 def test_cr_only_text_file_is_refused(models: Path, tmp_path: Path) -> None:

@@ -14,8 +14,6 @@ import pytest
 import spacy
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
-from spacy.training import Example
-from thinc.api import fix_random_seed
 from util import run_cli, write
 
 from spacy_ntk_ner.cli import app as cli
@@ -269,20 +267,11 @@ def test_export_on_a_full_disk_leaves_the_target(
 # ---- calibrate
 
 
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("calibrate")
-    fix_random_seed(0)
-    nlp = spacy.blank("en")
-    nlp.add_pipe("ntk_ner")
-    texts = [("Python runs on Linux", ["B-L", "O", "O", "B-O"]), ("I use Linux", ["O", "O", "B-O"])]
-    docs = [Doc(nlp.vocab, words=t.split(), ents=e) for t, e in texts]
-    examples = [Example(nlp.make_doc(d.text), d) for d in docs]
-    optimizer = nlp.initialize(lambda: examples)
-    for _ in range(30):
-        nlp.update(examples, sgd=optimizer)
-    nlp.to_disk(folder / "model")
-    DocBin(docs=docs).to_disk(folder / "data.spacy")
+@pytest.fixture
+def pipeline(tiny_pipeline: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the shared tiny pipeline and its data, for tests that change it."""
+    folder = tmp_path_factory.mktemp("tiny") / "copy"
+    shutil.copytree(tiny_pipeline, folder)
     return folder
 
 

@@ -35,9 +35,10 @@ def test_table_lists_labels_and_calibration() -> None:
 
 
 @pytest.fixture
-def pipeline(tiny_pipeline: Path, tmp_path: Path) -> Path:
-    shutil.copytree(tiny_pipeline, tmp_path / "tiny")
-    return tmp_path / "tiny"
+def pipeline(tiny_pipeline: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny") / "copy"
+    shutil.copytree(tiny_pipeline, folder)
+    return folder
 
 
 def test_cli_evaluate_and_visualize(pipeline: Path) -> None:
