@@ -1,20 +1,24 @@
 import json
+import random
 from pathlib import Path
 from typing import List, Tuple
 
 import pytest
 import spacy
+from spacy.strings import get_string_id
+from spacy.symbols import IDS
 from spacy.tokens import Doc, DocBin
 from spacy.training import Corpus
 from spacy.vocab import Vocab
 from util import assert_cli_error, run_cli, write
 
 from spacy_ntk_ner.corpus.convert import convert
-from spacy_ntk_ner.corpus.docbin import DocBinWriter
+from spacy_ntk_ner.corpus.docbin_writer import DocBinWriter
 from spacy_ntk_ner.corpus.grouping import DocRecord
 from spacy_ntk_ner.corpus.options import ReadOptions
 from spacy_ntk_ner.corpus.readers import read_bio, record_to_doc
 from spacy_ntk_ner.corpus.splits import assign_split
+from spacy_ntk_ner.corpus.strings import SYMBOLS, string_ids
 
 
 def sentence(i: int, n: int = 3) -> str:
@@ -58,6 +62,19 @@ def test_docbin_writer_matches_spacy(tmp_path: Path) -> None:
         ours.to_array(["ENT_IOB", "ENT_TYPE"]).tolist()
         == theirs.to_array(["ENT_IOB", "ENT_TYPE"]).tolist()
     )
+
+
+def test_string_ids_are_spacys() -> None:
+    """The writer's ids, computed without spaCy, are `get_string_id`'s: every symbol,
+    and hashes of strings of every length mod 8, non-ASCII ones and a long one."""
+    assert {name: i for i, name in enumerate(SYMBOLS)} == IDS
+    rng = random.Random(0)
+    strings = [
+        "".join(rng.choice("aZ-_.Ü€😀 \t") for _ in range(rng.randrange(40))) for _ in range(3000)
+    ]
+    strings += [*IDS, "ORG", "Error_Name", "x" * 1001]
+    assert string_ids(strings) == [get_string_id(s) for s in strings]
+    assert string_ids([]) == []
 
 
 def test_docbin_writer_writes_spacys_own_message(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from .._outputs import (
     write_manifest,
 )
 from ..errors import UserError
-from .docbin import DocBinWriter
+from .docbin_writer import DocBinWriter
 from .files import BIOError, PathLike, iter_files
 from .grouping import DocRecord, iter_records
 from .iob import IOB_B

@@ -10,7 +10,7 @@ from spacy.training import Example
 from spacy.util import registry
 from spacy.vocab import Vocab
 
-from .docbin import ATTRS, token_columns
+from .docbin_writer import ATTRS, token_columns
 from .files import PathLike
 from .grouping import DocRecord, iter_records
 from .options import ReadOptions
