@@ -7,8 +7,9 @@ streams: one sentence is held at a time, and every problem is reported as
 `FILE:LINE: what is wrong`. It imports no spaCy.
 """
 
+import re
 from dataclasses import dataclass
-from typing import IO, Callable, Iterator, List, NoReturn, Optional, Sequence
+from typing import IO, Callable, Iterator, List, NoReturn, Optional, Sequence, Tuple
 
 from .dialect import Dialect, detect_dialect, read_sample
 from .files import BIOError, PathLike, clip, decode_line, open_file
@@ -26,6 +27,11 @@ from .syntax import (
 
 # How many lines go between two progress reports.
 PROGRESS_LINES = 65536
+# How many bytes the block reader takes at a time (then up to the end of a line).
+CHUNK_BYTES = 1 << 20
+# `<s>` blocks of rows that `_read_lines` reads alike, whatever the context: a token
+# that starts with no whitespace, one tab, a tag. `\S` and `strip` agree on whitespace.
+_PLAIN_BLOCKS = re.compile(r"(?:<s>\n(?:\S[^\t\n]*\t[^\t\n]+\n)*</s>\n)*")
 
 
 @dataclass
@@ -223,6 +229,9 @@ def _read_lines(
     `_SentenceBuilder` build the sentences (arguments as `read_sentences` takes them)."""
     decoder = TagDecoder(path, dialect.scheme, on_invalid, on_repair or (lambda r: None))
     builder = _SentenceBuilder(path, dialect, decoder)
+    if _reads_by_block(dialect):
+        yield from _read_blocks(builder, fh, on_progress)
+        return
     on_marker = {
         LINE_BLANK: builder.on_blank,
         LINE_OPEN: builder.on_open,
@@ -256,3 +265,116 @@ def _read_lines(
         on_progress(fh.tell() - reported)
     if not builder.any_token:
         raise BIOError(path, max(lineno, 1), "empty file: no tokens")
+
+
+def _reads_by_block(dialect: Dialect) -> bool:
+    """Whether `_read_blocks` may read a file: `<s>` blocks of two tab-separated columns."""
+    return (
+        dialect.block_format == "wikiser"
+        and dialect.delimiter in ("auto", "\t")
+        and dialect.tag_column in (1, -1)
+    )
+
+
+def _read_blocks(
+    builder: "_SentenceBuilder", fh: IO[bytes], on_progress: Optional[Callable[[int], None]]
+) -> Iterator[Sentence]:
+    """Read a file of `<s>` blocks a chunk of lines at a time, with the sentences of what
+    follows `_PLAIN_BLOCKS` taken apart by string operations on the whole chunk, and
+    any other chunk line by line (`_step`): the sentences, repairs and errors are those
+    of reading every line so. A chunk ends after its last `</s>`; the lines after it go
+    with the next one.
+    """
+    path = builder.path
+    lineno = 0  # the lines read so far
+    carry = b""
+    while True:
+        data = fh.read(CHUNK_BYTES)
+        if data and not data.endswith(b"\n"):
+            data += fh.readline()
+        if on_progress is not None and data:
+            on_progress(len(data))
+        if not data:
+            break
+        data = carry + data
+        end = data.rfind(b"\n</s>\n") + 6
+        chunk, carry = (data[:end], data[end:]) if end > 6 else (data, b"")
+        sentences = _plain_blocks(builder, chunk, lineno)
+        if sentences is None:
+            sentences = _step_lines(builder, chunk, lineno)
+        yield from sentences
+        lineno += chunk.count(b"\n")
+    yield from _step_lines(builder, carry, lineno)
+    lineno += carry.count(b"\n") + (bool(carry) and not carry.endswith(b"\n"))
+    sent = builder.on_end()
+    if sent is not None:
+        yield sent
+    if not builder.any_token:
+        raise BIOError(path, max(lineno, 1), "empty file: no tokens")
+
+
+def _step_lines(builder: "_SentenceBuilder", chunk: bytes, lineno: int) -> Iterator[Sentence]:
+    """Read whole lines one by one, as `_read_lines` does; `lineno` lines came before."""
+    on_marker = {
+        LINE_BLANK: builder.on_blank,
+        LINE_OPEN: builder.on_open,
+        LINE_CLOSE: builder.on_close,
+        LINE_DOCSTART: builder.on_docstart,
+    }
+    lines = chunk.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    for number, raw in enumerate(lines, lineno + 1):
+        line = decode_line(raw, builder.path, number)
+        kind = classify_line(line)
+        if kind == LINE_TOKEN:
+            builder.on_token(line, number)
+            continue
+        sent = on_marker[kind](number)
+        if sent is not None:
+            yield sent
+
+
+def _plain_blocks(
+    builder: "_SentenceBuilder", chunk: bytes, lineno: int
+) -> Optional[List[Sentence]]:
+    """The sentences of a chunk that is whole `_PLAIN_BLOCKS` read between two blocks,
+    or None for any other chunk (it is then read line by line); `lineno` lines came
+    before. Nothing is decoded or reported before the whole chunk is known to be plain.
+    """
+    if builder.in_block or builder.words or b"\r" in chunk or b"\x00" in chunk:
+        return None
+    if b"-DOCSTART-" in chunk:
+        return None
+    try:
+        text = chunk.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if _PLAIN_BLOCKS.fullmatch(text) is None:
+        return None
+    blocks: List[Tuple[List[str], List[str], int]] = []
+    tags_seen = set()
+    first = lineno + 2  # the line of a block's first token
+    for piece in text.split("</s>\n")[:-1]:
+        # A "</s>" closing a row's text (`a<tab>B-</s>`) split a row: not a block.
+        if not piece.startswith("<s>\n") or not piece.endswith("\n"):
+            return None
+        flat = piece[4:].replace("\n", "\t").split("\t")
+        n = len(flat) // 2
+        if n:
+            tags = flat[1::2]
+            tags_seen.update(tags)
+            blocks.append((flat[0:-1:2], tags, first))
+        first += n + 2
+    # A tag with whitespace around it reads stripped, line by line.
+    if any(tag != tag.strip() for tag in tags_seen):
+        return None
+    sentences = []
+    for words, tags, first in blocks:
+        iob, labels = builder.decoder.decode(tags, range(first, first + len(tags)))
+        sentences.append(
+            Sentence(words, iob, labels, builder.path, first, builder.doc_index, builder.marked)
+        )
+    if sentences:
+        builder.any_token = True
+    return sentences

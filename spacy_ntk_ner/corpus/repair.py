@@ -3,7 +3,7 @@ ill-formed sequences and reporting each repair (the rules: docs/converting.md,
 "Repairs")."""
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .files import BIOError, clip
 from .iob import IOB_B, IOB_I, IOB_O
@@ -50,6 +50,11 @@ class TagDecoder:
         self.on_repair = on_repair
         # (prefix, label) of every tag seen that needs no repair of its own.
         self._well_formed: Dict[str, Tuple[str, str]] = {}
+        # IOB2 only: each such tag's ENT_IOB code where it is well placed, and its label.
+        self._codes: Dict[str, int] = {}
+        self._labels: Dict[str, str] = {}
+        # Whether a tag may follow another: `_fits` of the pairs seen.
+        self._pairs: Dict[Tuple[str, str], bool] = {}
 
     def _report(self, line: int, kind: str, message: str) -> None:
         if self.strict:
@@ -66,6 +71,10 @@ class TagDecoder:
         lines (Sequence[int]): The line of each tag.
         RETURNS (Tuple[List[int], List[str]]): ENT_IOB codes and labels, one per tag.
         """
+        if self.scheme == "iob2" and tags:
+            decoded = self._decode_iob2(tags)
+            if decoded is not None:
+                return decoded
         well_formed = self._well_formed
         bioes = self.bioes
         iob: List[int] = []
@@ -101,6 +110,27 @@ class TagDecoder:
             self._unclosed(lines[-1], open_label)
         return iob, labels
 
+    def _decode_iob2(self, tags: Sequence[str]) -> Optional[Tuple[List[int], List[str]]]:
+        """What `decode` returns for IOB2 tags it has all seen and that need no repair,
+        found per distinct tag and pair of neighbours rather than per tag; None for a
+        sentence with a new tag or one that `decode` would repair."""
+        codes = self._codes
+        if not codes.keys() >= set(tags) or codes[tags[0]] == IOB_I:
+            return None
+        pairs = self._pairs
+        for pair in set(zip(tags, tags[1:])):
+            fits = pairs.get(pair)
+            if fits is None:
+                fits = pairs[pair] = self._fits(*pair)
+            if not fits:
+                return None
+        return list(map(codes.__getitem__, tags)), list(map(self._labels.__getitem__, tags))
+
+    def _fits(self, before: str, tag: str) -> bool:
+        """Whether IOB2 `tag` may follow `before` as it is: an I- continues its label."""
+        prefix, label = self._well_formed[tag]
+        return prefix != "I" or self._well_formed[before] in (("B", label), ("I", label))
+
     def _read_tag(self, tag: str, line: int) -> Tuple[str, str]:
         """Split a tag not seen before, or one that needs a repair of its own, and report
         that repair. A tag that needs none is remembered.
@@ -126,6 +156,9 @@ class TagDecoder:
             )
         else:
             self._well_formed[tag] = (prefix, label)
+            if self.scheme == "iob2":
+                self._codes[tag] = {"B": IOB_B, "I": IOB_I}.get(prefix, IOB_O)
+                self._labels[tag] = label
         return prefix, label
 
     def _start_without_b(
