@@ -7,11 +7,16 @@ import tempfile
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import List, Tuple
+from unittest import mock
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from spacy_ntk_ner.cli import main
+from spacy_ntk_ner.corpus import reader
+from spacy_ntk_ner.corpus.files import BIOError
+from spacy_ntk_ner.corpus.reader import read_sentences
+from spacy_ntk_ner.corpus.repair import TagDecoder
 
 WORDS = ["QEMU", "uses", "gethostbyname( )", "C++", ",", "Linux", "(", "NTK", ")", "."]
 TAGS = ["O", "B-Application", "I-Application", "B-Language", "I-Language", "O"]
@@ -99,3 +104,46 @@ def test_mutated_files_convert_or_fail_in_one_line(
             assert len(message) == 1, message
             assert re.match(rf"{re.escape(str(src))}(:\d+)?: \S", message[0]), message
             assert not (Path(tmp) / "out").exists()
+
+
+def read_all(path: Path, on_invalid: str) -> Tuple[list, list, str]:
+    """Every sentence, repair and error of reading a file, as plain values."""
+    sentences: list = []
+    repairs: list = []
+    try:
+        for s in read_sentences(path, on_invalid=on_invalid, on_repair=repairs.append):
+            sentences.append((s.words, s.iob, s.labels, s.line, s.doc_index, s.marked))
+    except BIOError as err:
+        return sentences, repairs, str(err)
+    return sentences, repairs, ""
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    base=bio_file(),
+    ops=st.lists(MUTATION, max_size=3),
+    crlf=st.booleans(),
+    chunk=st.sampled_from([1, 16, 64, 1 << 20]),
+    on_invalid=st.sampled_from(["repair", "error"]),
+)
+def test_block_reader_reads_as_line_by_line(
+    base: Tuple[List[str], bool],
+    ops: List[Tuple[str, int, int, str]],
+    crlf: bool,
+    chunk: int,
+    on_invalid: str,
+) -> None:
+    """The chunked `<s>` block reader and the IOB2 decoder's shortcut give the sentences,
+    repairs and errors of reading every line on its own and decoding every tag."""
+    lines = mutate(base[0], ops)
+    data = ("\r\n" if crlf else "\n").join(lines).encode("utf8") + b"\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "in.txt"
+        src.write_bytes(data)
+        with mock.patch.object(reader, "CHUNK_BYTES", chunk):
+            fast = read_all(src, on_invalid)
+        with mock.patch.object(reader, "_reads_by_block", lambda dialect: False):
+            with mock.patch.object(TagDecoder, "_decode_iob2", lambda self, tags: None):
+                slow = read_all(src, on_invalid)
+    event(f"error: {bool(slow[2])}")
+    assert fast == slow

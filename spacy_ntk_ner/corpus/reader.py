@@ -281,11 +281,12 @@ def _read_blocks(
 ) -> Iterator[Sentence]:
     """Read a file of `<s>` blocks a chunk of lines at a time, with the sentences of what
     follows `_PLAIN_BLOCKS` taken apart by string operations on the whole chunk, and
-    any other chunk line by line (`_step`): the sentences, repairs and errors are those
+    any other chunk line by line (`_step_lines`): the sentences, repairs and errors are those
     of reading every line so. A chunk ends after its last `</s>`; the lines after it go
     with the next one.
     """
     path = builder.path
+    decoder = builder.decoder
     lineno = 0  # the lines read so far
     carry = b""
     while True:
@@ -299,10 +300,14 @@ def _read_blocks(
         data = carry + data
         end = data.rfind(b"\n</s>\n") + 6
         chunk, carry = (data[:end], data[end:]) if end > 6 else (data, b"")
-        sentences = _plain_blocks(builder, chunk, lineno)
-        if sentences is None:
-            sentences = _step_lines(builder, chunk, lineno)
-        yield from sentences
+        blocks = _plain_blocks(builder, chunk, lineno)
+        if blocks is None:
+            yield from _step_lines(builder, chunk, lineno)
+        else:
+            for words, tags, first in blocks:
+                iob, labels = decoder.decode(tags, range(first, first + len(tags)))
+                builder.any_token = True
+                yield Sentence(words, iob, labels, path, first, builder.doc_index, builder.marked)
         lineno += chunk.count(b"\n")
     yield from _step_lines(builder, carry, lineno)
     lineno += carry.count(b"\n") + (bool(carry) and not carry.endswith(b"\n"))
@@ -337,10 +342,10 @@ def _step_lines(builder: "_SentenceBuilder", chunk: bytes, lineno: int) -> Itera
 
 def _plain_blocks(
     builder: "_SentenceBuilder", chunk: bytes, lineno: int
-) -> Optional[List[Sentence]]:
-    """The sentences of a chunk that is whole `_PLAIN_BLOCKS` read between two blocks,
-    or None for any other chunk (it is then read line by line); `lineno` lines came
-    before. Nothing is decoded or reported before the whole chunk is known to be plain.
+) -> Optional[List[Tuple[List[str], List[str], int]]]:
+    """The tokens, tags and first line of each sentence of a chunk that is whole
+    `_PLAIN_BLOCKS` read between two blocks, or None for any other chunk (it is then
+    read line by line); `lineno` lines came before.
     """
     if builder.in_block or builder.words or b"\r" in chunk or b"\x00" in chunk:
         return None
@@ -369,12 +374,4 @@ def _plain_blocks(
     # A tag with whitespace around it reads stripped, line by line.
     if any(tag != tag.strip() for tag in tags_seen):
         return None
-    sentences = []
-    for words, tags, first in blocks:
-        iob, labels = builder.decoder.decode(tags, range(first, first + len(tags)))
-        sentences.append(
-            Sentence(words, iob, labels, builder.path, first, builder.doc_index, builder.marked)
-        )
-    if sentences:
-        builder.any_token = True
-    return sentences
+    return blocks
