@@ -9,6 +9,7 @@ of those fails to load with E018), the hash of the others.
 """
 
 import zlib
+from array import array
 from pathlib import Path
 from typing import Callable, Dict, List, Sequence, Union
 
@@ -52,61 +53,77 @@ def token_columns(
     return tokens
 
 
+class _Numbering(Dict[str, int]):
+    """Numbers strings in the order they are first seen."""
+
+    def __missing__(self, key: str) -> int:
+        self[key] = number = len(self)
+        return number
+
+
 class DocBinWriter:
     """Collects Doc records and writes them as one DocBin file.
 
-    Holds flat per-token lists, so memory is bounded by what one shard holds.
+    Holds each distinct string once and a few bytes per token (arrays of numbers), so
+    memory is bounded by what one shard holds and is small beside its text.
     """
 
     def __init__(self) -> None:
-        self.words: List[str] = []
-        self.labels: List[str] = []
-        self.iob: List[int] = []
-        self.sent_starts: List[int] = []
-        self.spaces: List[bool] = []
-        self.lengths: List[int] = []
+        self._strings = _Numbering()  # every token and label
+        self._orth = array("I")  # the number of each token's text
+        self._ent_type = array("I")  # and of its label
+        self._iob = array("B")
+        self._sent_starts = array("b")
+        self._spaces = array("B")
+        self._lengths: List[int] = []
 
     def __len__(self) -> int:
-        return len(self.lengths)
+        return len(self._lengths)
 
     @property
     def n_tokens(self) -> int:
         """RETURNS (int): The tokens held."""
-        return len(self.words)
+        return len(self._orth)
 
     def add(self, record: DocRecord) -> None:
         """Add one Doc's annotation.
 
         record (DocRecord): The Doc.
         """
-        self.words.extend(record.words)
-        self.labels.extend(record.labels)
-        self.iob.extend(record.iob)
-        self.sent_starts.extend(record.sent_starts)
-        self.spaces.extend(record.spaces)
-        self.lengths.append(len(record.words))
+        number = self._strings.__getitem__
+        self._orth.extend(map(number, record.words))
+        self._ent_type.extend(map(number, record.labels))
+        self._iob.extend(record.iob)
+        self._sent_starts.extend(record.sent_starts)
+        self._spaces.extend(record.spaces)
+        self._lengths.append(len(record.words))
 
     def to_bytes(self) -> bytes:
         """Serialize what was added, as `DocBin.to_bytes` would.
 
         RETURNS (bytes): The DocBin's bytes.
         """
-        strings = set(self.words)
-        strings.update(self.labels)
-        # "" stays in the strings, as spaCy's DocBin keeps it (the label of O tokens).
-        ordered = sorted(strings)
-        ids: Dict[str, int] = dict(zip(ordered, string_ids(ordered)))
-        tokens = token_columns(self.words, self.labels, self.iob, self.sent_starts, ids.__getitem__)
+        strings = list(self._strings)
+        ids = numpy.array(string_ids(strings), dtype="uint64")
+        tokens = numpy.empty((len(self._orth), len(ATTRS)), dtype="uint64")
+        tokens[:, _COLUMN[ORTH]] = ids[numpy.frombuffer(self._orth, dtype=numpy.uintc)]
+        tokens[:, _COLUMN[ENT_TYPE]] = ids[numpy.frombuffer(self._ent_type, dtype=numpy.uintc)]
+        tokens[:, _COLUMN[ENT_IOB]] = numpy.frombuffer(self._iob, dtype=numpy.uint8)
+        # SENT_START is -1 for "not a start"; the uint64 columns hold it wrapped.
+        starts = numpy.frombuffer(self._sent_starts, dtype=numpy.int8).astype("int64")
+        tokens[:, _COLUMN[SENT_START]] = starts.view("uint64")
         msg = {
             "version": "0.1",
             "attrs": ATTRS,
-            "tokens": tokens.tobytes("C"),
-            "spaces": numpy.asarray(self.spaces, dtype=bool).tobytes("C"),
-            "lengths": numpy.asarray(self.lengths, dtype="int32").tobytes("C"),
-            "strings": ordered,
-            "cats": [{} for _ in self.lengths],
-            "flags": [{"has_unknown_spaces": False} for _ in self.lengths],
-            "span_groups": [_NO_SPAN_GROUPS for _ in self.lengths],
+            # The array's own memory: a copy as bytes would double the largest part.
+            "tokens": memoryview(tokens).cast("B"),
+            "spaces": self._spaces.tobytes(),
+            "lengths": numpy.asarray(self._lengths, dtype="int32").tobytes("C"),
+            # "" stays in the strings, as spaCy's DocBin keeps it (the label of O tokens).
+            "strings": sorted(strings),
+            "cats": [{} for _ in self._lengths],
+            "flags": [{"has_unknown_spaces": False} for _ in self._lengths],
+            "span_groups": [_NO_SPAN_GROUPS for _ in self._lengths],
         }
         return zlib.compress(srsly.msgpack_dumps(msg))
 
