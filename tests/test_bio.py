@@ -1,3 +1,4 @@
+import random
 from pathlib import Path
 from typing import List, Tuple
 
@@ -197,6 +198,34 @@ def test_space_reconstruction(words: List[str], text: str) -> None:
     spaces = space_after(words)
     spaces[-1] = False
     assert "".join(w + (" " if s else "") for w, s in zip(words, spaces)) == text
+
+
+def space_after_by_token(words: List[str]) -> List[bool]:
+    """The spacing rules of `space_after`, applied at every token in turn."""
+    before = set(". , ; : ! ? ) ] } % ... … 's 'S n't N'T 're 've 'll 'd 'm ' '' ”".split())
+    after = set("( [ { $ # “ ``".split())
+    spaces = [True] * len(words)
+    open_quote = False
+    for i, word in enumerate(words):
+        if word == '"':
+            if open_quote:
+                spaces[i - 1] = False
+            elif i + 1 < len(words):
+                spaces[i] = False
+            open_quote = not open_quote
+        elif word in before and i > 0 and words[i - 1] not in after:
+            spaces[i - 1] = False
+        elif word in after and i + 1 < len(words):
+            spaces[i] = False
+    return spaces
+
+
+def test_space_reconstruction_matches_rules_at_every_token() -> None:
+    rng = random.Random(0)
+    vocab = ['"', "(", ")", "``", "''", "'s", ".", "$", "“", "”", "a", "b", "%", "'"]
+    for _ in range(3000):
+        words = [rng.choice(vocab) for _ in range(rng.randrange(1, 12))]
+        assert space_after(words) == space_after_by_token(words), words
 
 
 def tagged(pairs: List[Tuple[str, str]], sep: str = "\t") -> str:

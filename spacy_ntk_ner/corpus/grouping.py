@@ -3,6 +3,7 @@ output Doc, with reconstructed spacing and a key naming its document. It imports
 spaCy."""
 
 from dataclasses import dataclass, field
+from itertools import compress
 from pathlib import Path
 from typing import Callable, Collection, Iterable, Iterator, List, Optional, Sequence
 
@@ -41,6 +42,7 @@ _NO_SPACE_BEFORE = frozenset(
     ". , ; : ! ? ) ] } % ... … 's 'S n't N'T 're 've 'll 'd 'm ' '' ”".split()
 )
 _NO_SPACE_AFTER = frozenset("( [ { $ # “ ``".split())
+_SPACING = _NO_SPACE_BEFORE | _NO_SPACE_AFTER | {'"'}
 
 
 def space_after(words: Sequence[str]) -> List[bool]:
@@ -57,7 +59,10 @@ def space_after(words: Sequence[str]) -> List[bool]:
     n = len(words)
     spaces = [True] * n
     open_quote = False
-    for i, word in enumerate(words):
+    # Only the tokens of the three kinds change anything; they are found without a
+    # Python step per token.
+    for i in compress(range(n), map(_SPACING.__contains__, words)):
+        word = words[i]
         if word == '"':
             # An opening quote takes no space after it, a closing one none before.
             if open_quote:
