@@ -9,6 +9,7 @@ streams: one sentence is held at a time, and every problem is reported as
 
 import re
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import IO, Callable, Iterator, List, NoReturn, Optional, Sequence, Tuple
 
 from .dialect import Dialect, detect_dialect, read_sample
@@ -286,7 +287,6 @@ def _read_blocks(
     with the next one.
     """
     path = builder.path
-    decoder = builder.decoder
     lineno = 0  # the lines read so far
     carry = b""
     while True:
@@ -300,14 +300,11 @@ def _read_blocks(
         data = carry + data
         end = data.rfind(b"\n</s>\n") + 6
         chunk, carry = (data[:end], data[end:]) if end > 6 else (data, b"")
-        blocks = _plain_blocks(builder, chunk, lineno)
-        if blocks is None:
+        plain = _plain_blocks(builder, chunk)
+        if plain is None:
             yield from _step_lines(builder, chunk, lineno)
         else:
-            for words, tags, first in blocks:
-                iob, labels = decoder.decode(tags, range(first, first + len(tags)))
-                builder.any_token = True
-                yield Sentence(words, iob, labels, path, first, builder.doc_index, builder.marked)
+            yield from _plain_sentences(builder, *plain, lineno)
         lineno += chunk.count(b"\n")
     yield from _step_lines(builder, carry, lineno)
     lineno += carry.count(b"\n") + (bool(carry) and not carry.endswith(b"\n"))
@@ -341,11 +338,11 @@ def _step_lines(builder: "_SentenceBuilder", chunk: bytes, lineno: int) -> Itera
 
 
 def _plain_blocks(
-    builder: "_SentenceBuilder", chunk: bytes, lineno: int
-) -> Optional[List[Tuple[List[str], List[str], int]]]:
-    """The tokens, tags and first line of each sentence of a chunk that is whole
-    `_PLAIN_BLOCKS` read between two blocks, or None for any other chunk (it is then
-    read line by line); `lineno` lines came before.
+    builder: "_SentenceBuilder", chunk: bytes
+) -> Optional[Tuple[List[str], List[str], List[int]]]:
+    """The tokens and tags of a chunk that is whole `_PLAIN_BLOCKS` read between two
+    blocks, one block after the other, and the size of each block; None for any other
+    chunk (it is then read line by line).
     """
     if builder.in_block or builder.words or b"\r" in chunk or b"\x00" in chunk:
         return None
@@ -357,21 +354,41 @@ def _plain_blocks(
         return None
     if _PLAIN_BLOCKS.fullmatch(text) is None:
         return None
-    blocks: List[Tuple[List[str], List[str], int]] = []
-    tags_seen = set()
-    first = lineno + 2  # the line of a block's first token
-    for piece in text.split("</s>\n")[:-1]:
+    pieces = text.split("</s>\n")
+    pieces.pop()
+    sizes = []
+    for piece in pieces:
         # A "</s>" closing a row's text (`a<tab>B-</s>`) split a row: not a block.
         if not piece.startswith("<s>\n") or not piece.endswith("\n"):
             return None
-        flat = piece[4:].replace("\n", "\t").split("\t")
-        n = len(flat) // 2
-        if n:
-            tags = flat[1::2]
-            tags_seen.update(tags)
-            blocks.append((flat[0:-1:2], tags, first))
-        first += n + 2
+        sizes.append(piece.count("\n") - 1)
+    flat = "".join([piece[4:] for piece in pieces]).replace("\n", "\t").split("\t")
+    flat.pop()
+    tags = flat[1::2]
     # A tag with whitespace around it reads stripped, line by line.
-    if any(tag != tag.strip() for tag in tags_seen):
+    if any(tag != tag.strip() for tag in set(tags)):
         return None
-    return blocks
+    return flat[0::2], tags, sizes
+
+
+def _plain_sentences(
+    builder: "_SentenceBuilder", words: List[str], tags: List[str], sizes: List[int], lineno: int
+) -> Iterator[Sentence]:
+    """The sentences of `_plain_blocks`, whose first line comes after `lineno` lines."""
+    decoder = builder.decoder
+    offsets = [0, *accumulate(sizes)]
+    firsts = [tags[a] for a, b in zip(offsets, offsets[1:]) if b > a]
+    well_formed = decoder.need_no_repair(tags, set(tags), firsts)
+    first = lineno + 2  # the line of a block's first token
+    for a, b in zip(offsets, offsets[1:]):
+        if b > a:
+            block = tags[a:b]
+            if well_formed:
+                iob, labels = decoder.decode_well_formed(block)
+            else:
+                iob, labels = decoder.decode(block, range(first, first + b - a))
+            builder.any_token = True
+            yield Sentence(
+                words[a:b], iob, labels, builder.path, first, builder.doc_index, builder.marked
+            )
+        first += b - a + 2

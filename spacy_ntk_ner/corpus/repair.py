@@ -3,7 +3,7 @@ ill-formed sequences and reporting each repair (the rules: docs/converting.md,
 "Repairs")."""
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import AbstractSet, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .files import BIOError, clip
 from .iob import IOB_B, IOB_I, IOB_O
@@ -71,7 +71,7 @@ class TagDecoder:
         lines (Sequence[int]): The line of each tag.
         RETURNS (Tuple[List[int], List[str]]): ENT_IOB codes and labels, one per tag.
         """
-        if self.scheme == "iob2" and tags:
+        if tags:
             decoded = self._decode_iob2(tags)
             if decoded is not None:
                 return decoded
@@ -114,17 +114,44 @@ class TagDecoder:
         """What `decode` returns for IOB2 tags it has all seen and that need no repair,
         found per distinct tag and pair of neighbours rather than per tag; None for a
         sentence with a new tag or one that `decode` would repair."""
-        codes = self._codes
-        if not codes.keys() >= set(tags) or codes[tags[0]] == IOB_I:
+        if not self.need_no_repair(tags, set(tags), tags[:1]):
             return None
+        return self.decode_well_formed(tags)
+
+    def need_no_repair(
+        self, tags: Sequence[str], distinct: AbstractSet[str], firsts: Iterable[str]
+    ) -> bool:
+        """Whether IOB2 sentences decode without a repair, from tags seen before: then
+        `decode_well_formed` decodes each. Pairs of tags across two sentences are
+        checked too, which is no loss: the second tag of such a pair starts a
+        sentence, so it may not be an I- anyway.
+
+        tags (Sequence[str]): The sentences' tags, one sentence after the other.
+        distinct (AbstractSet[str]): The set of them.
+        firsts (Iterable[str]): The first tag of each sentence.
+        RETURNS (bool): Whether `decode` would repair none of them.
+        """
+        codes = self._codes
+        if self.scheme != "iob2" or not codes.keys() >= distinct:
+            return False
+        if IOB_I in map(codes.__getitem__, firsts):
+            return False
         pairs = self._pairs
         for pair in set(zip(tags, tags[1:])):
             fits = pairs.get(pair)
             if fits is None:
                 fits = pairs[pair] = self._fits(*pair)
             if not fits:
-                return None
-        return list(map(codes.__getitem__, tags)), list(map(self._labels.__getitem__, tags))
+                return False
+        return True
+
+    def decode_well_formed(self, tags: Sequence[str]) -> Tuple[List[int], List[str]]:
+        """`decode` of a sentence that `need_no_repair` passed.
+
+        tags (Sequence[str]): The tags.
+        RETURNS (Tuple[List[int], List[str]]): ENT_IOB codes and labels, one per tag.
+        """
+        return list(map(self._codes.__getitem__, tags)), list(map(self._labels.__getitem__, tags))
 
     def _fits(self, before: str, tag: str) -> bool:
         """Whether IOB2 `tag` may follow `before` as it is: an I- continues its label."""
