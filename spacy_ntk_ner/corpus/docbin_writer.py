@@ -72,9 +72,10 @@ class DocBinWriter:
         self._strings = _Numbering()  # every token and label
         self._orth = array("I")  # the number of each token's text
         self._ent_type = array("I")  # and of its label
-        self._iob = array("B")
-        self._sent_starts = array("b")
-        self._spaces = array("B")
+        # bytearray.extend takes a list of small ints at C speed, array.extend does not.
+        self._iob = bytearray()
+        self._sent_starts: List[int] = []  # 1 and -1 (shared int objects)
+        self._spaces = bytearray()
         self._lengths: List[int] = []
 
     def __len__(self) -> int:
@@ -110,14 +111,14 @@ class DocBinWriter:
         tokens[:, _COLUMN[ENT_TYPE]] = ids[numpy.frombuffer(self._ent_type, dtype=numpy.uintc)]
         tokens[:, _COLUMN[ENT_IOB]] = numpy.frombuffer(self._iob, dtype=numpy.uint8)
         # SENT_START is -1 for "not a start"; the uint64 columns hold it wrapped.
-        starts = numpy.frombuffer(self._sent_starts, dtype=numpy.int8).astype("int64")
+        starts = numpy.asarray(self._sent_starts, dtype="int64")
         tokens[:, _COLUMN[SENT_START]] = starts.view("uint64")
         msg = {
             "version": "0.1",
             "attrs": ATTRS,
             # The array's own memory: a copy as bytes would double the largest part.
             "tokens": memoryview(tokens).cast("B"),
-            "spaces": self._spaces.tobytes(),
+            "spaces": bytes(self._spaces),
             "lengths": numpy.asarray(self._lengths, dtype="int32").tobytes("C"),
             # "" stays in the strings, as spaCy's DocBin keeps it (the label of O tokens).
             "strings": sorted(strings),
