@@ -29,7 +29,7 @@ from .syntax import (
 # How many lines go between two progress reports.
 PROGRESS_LINES = 65536
 # How many bytes the block reader takes at a time (then up to the end of a line).
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = 1 << 18
 # `<s>` blocks of rows that `_read_lines` reads alike, whatever the context: a token
 # that starts with no whitespace, one tab, a tag. `\S` and `strip` agree on whitespace.
 _PLAIN_BLOCKS = re.compile(r"(?:<s>\n(?:\S[^\t\n]*\t[^\t\n]+\n)*</s>\n)*")
