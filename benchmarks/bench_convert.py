@@ -75,7 +75,7 @@ def tool_runs(work: Path, repeat: int, before: Optional[Path]) -> Dict[str, Call
     empty.write_text("<s>\na\tO\n</s>\n", "utf8")
     (work / "empty.iob").write_text("a\tO\n\n", "utf8")
     sizes = {"startup": "empty", "1x": "x1", f"{repeat}x": f"x{repeat}"}
-    tools = {"ours": None}
+    tools: Dict[str, Optional[Dict[str, str]]] = {"ours": None}
     if before is not None:
         tools["before"] = {**os.environ, "PYTHONPATH": str(before.resolve())}
     runs: Dict[str, Callable[[], Any]] = {}

@@ -117,7 +117,7 @@ class DocBinWriter:
             "version": "0.1",
             "attrs": ATTRS,
             # The array's own memory: a copy as bytes would double the largest part.
-            "tokens": memoryview(tokens).cast("B"),
+            "tokens": tokens.data.cast("B"),
             "spaces": bytes(self._spaces),
             "lengths": numpy.asarray(self._lengths, dtype="int32").tobytes("C"),
             # "" stays in the strings, as spaCy's DocBin keeps it (the label of O tokens).
