@@ -36,7 +36,11 @@ from typing import Any, Callable, Dict, List, Optional
 
 def run(cmd: List[str], env: Optional[Dict[str, str]] = None) -> Dict[str, float]:
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    # Run outside the checkout: `-m` would import the package from the current folder
+    # before the installed one (or the one `--before` puts first).
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=tempfile.gettempdir()
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     err = proc.stderr.read().decode() if proc.stderr else ""
@@ -133,14 +137,15 @@ def main() -> None:
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="ntk-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    work = work.resolve()
     if args.prepare_only:
         prepare(args.dev, args.repeat, work)
         return
     run(
         [
             sys.executable,
-            __file__,
-            str(args.dev),
+            str(Path(__file__).resolve()),
+            str(args.dev.resolve()),
             "--repeat",
             str(args.repeat),
             "--workdir",
