@@ -26,9 +26,7 @@ from .syntax import (
     classify_line,
 )
 
-# How many lines go between two progress reports.
-PROGRESS_LINES = 65536
-# How many bytes the block reader takes at a time (then up to the end of a line).
+# How many bytes the reader takes at a time (then up to the end of a line).
 CHUNK_BYTES = 1 << 18
 # `<s>` blocks of rows that `_read_lines` reads alike, whatever the context: a token
 # that starts with no whitespace, one tab, a tag. `\S` and `strip` agree on whitespace.
@@ -227,66 +225,18 @@ def _read_lines(
     on_progress: Optional[Callable[[int], None]],
 ) -> Iterator[Sentence]:
     """Read a file's lines in a dialect already detected: classify each, and let a
-    `_SentenceBuilder` build the sentences (arguments as `read_sentences` takes them)."""
+    `_SentenceBuilder` build the sentences (arguments as `read_sentences` takes them).
+
+    The file is read a chunk of whole lines at a time. In a file of `<s>` blocks of two
+    tab-separated columns, a chunk ends after its last `</s>` (the lines after it go
+    with the next one), and a chunk that is all `_PLAIN_BLOCKS` is taken apart by
+    string operations on the whole chunk; any other chunk is read line by line
+    (`_step_lines`). The sentences, repairs and errors are those of reading every line
+    on its own.
+    """
     decoder = TagDecoder(path, dialect.scheme, on_invalid, on_repair or (lambda r: None))
     builder = _SentenceBuilder(path, dialect, decoder)
-    if _reads_by_block(dialect):
-        yield from _read_blocks(builder, fh, on_progress)
-        return
-    on_marker = {
-        LINE_BLANK: builder.on_blank,
-        LINE_OPEN: builder.on_open,
-        LINE_CLOSE: builder.on_close,
-        LINE_DOCSTART: builder.on_docstart,
-    }
-    on_token = builder.on_token
-    reported = fh.tell()  # where the last progress report left off
-    lineno = 0
-    for lineno, raw in enumerate(fh, 1):
-        if on_progress is not None and lineno % PROGRESS_LINES == 0:
-            on_progress(fh.tell() - reported)
-            reported = fh.tell()
-        line = decode_line(raw, path, lineno)
-        if "\t" in line and line[0] not in " \t" and not line.startswith(DOCSTART):
-            # What `classify_line` says of nearly every line of a tab-separated file,
-            # without a call per line.
-            kind = LINE_TOKEN
-        else:
-            kind = classify_line(line)
-        if kind == LINE_TOKEN:
-            on_token(line, lineno)
-            continue
-        sent = on_marker[kind](lineno)
-        if sent is not None:
-            yield sent
-    sent = builder.on_end()
-    if sent is not None:
-        yield sent
-    if on_progress is not None:
-        on_progress(fh.tell() - reported)
-    if not builder.any_token:
-        raise BIOError(path, max(lineno, 1), "empty file: no tokens")
-
-
-def _reads_by_block(dialect: Dialect) -> bool:
-    """Whether `_read_blocks` may read a file: `<s>` blocks of two tab-separated columns."""
-    return (
-        dialect.block_format == "wikiser"
-        and dialect.delimiter in ("auto", "\t")
-        and dialect.tag_column in (1, -1)
-    )
-
-
-def _read_blocks(
-    builder: "_SentenceBuilder", fh: IO[bytes], on_progress: Optional[Callable[[int], None]]
-) -> Iterator[Sentence]:
-    """Read a file of `<s>` blocks a chunk of lines at a time, with the sentences of what
-    follows `_PLAIN_BLOCKS` taken apart by string operations on the whole chunk, and
-    any other chunk line by line (`_step_lines`): the sentences, repairs and errors are those
-    of reading every line so. A chunk ends after its last `</s>`; the lines after it go
-    with the next one.
-    """
-    path = builder.path
+    by_block = _reads_by_block(dialect)
     lineno = 0  # the lines read so far
     carry = b""
     while True:
@@ -297,10 +247,14 @@ def _read_blocks(
             on_progress(len(data))
         if not data:
             break
-        data = carry + data
-        end = data.rfind(b"\n</s>\n") + 6
-        chunk, carry = (data[:end], data[end:]) if end > 6 else (data, b"")
-        plain = _plain_blocks(builder, chunk)
+        chunk = carry + data
+        carry = b""
+        plain = None
+        if by_block:
+            end = chunk.rfind(b"\n</s>\n") + 6
+            if end > 6:
+                chunk, carry = chunk[:end], chunk[end:]
+            plain = _plain_blocks(builder, chunk)
         if plain is None:
             yield from _step_lines(builder, chunk, lineno)
         else:
@@ -315,8 +269,18 @@ def _read_blocks(
         raise BIOError(path, max(lineno, 1), "empty file: no tokens")
 
 
+def _reads_by_block(dialect: Dialect) -> bool:
+    """Whether `_read_lines` may take a file's chunks as blocks: `<s>` blocks of two
+    tab-separated columns."""
+    return (
+        dialect.block_format == "wikiser"
+        and dialect.delimiter in ("auto", "\t")
+        and dialect.tag_column in (1, -1)
+    )
+
+
 def _step_lines(builder: "_SentenceBuilder", chunk: bytes, lineno: int) -> Iterator[Sentence]:
-    """Read whole lines one by one, as `_read_lines` does; `lineno` lines came before."""
+    """Read whole lines one by one; `lineno` lines came before."""
     on_marker = {
         LINE_BLANK: builder.on_blank,
         LINE_OPEN: builder.on_open,
@@ -328,7 +292,12 @@ def _step_lines(builder: "_SentenceBuilder", chunk: bytes, lineno: int) -> Itera
         lines.pop()
     for number, raw in enumerate(lines, lineno + 1):
         line = decode_line(raw, builder.path, number)
-        kind = classify_line(line)
+        if "\t" in line and line[0] not in " \t" and not line.startswith(DOCSTART):
+            # What `classify_line` says of nearly every line of a tab-separated file,
+            # without a call per line.
+            kind = LINE_TOKEN
+        else:
+            kind = classify_line(line)
         if kind == LINE_TOKEN:
             builder.on_token(line, number)
             continue
