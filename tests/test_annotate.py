@@ -568,6 +568,57 @@ def test_a_killed_worker_is_a_one_line_error(models: Path, tmp_path: Path) -> No
     assert not list(out.glob(".*.tmp"))
 
 
+def test_a_worker_dead_between_two_results_is_a_one_line_error() -> None:
+    """A worker that dies after it sent its last result breaks the pool before the
+    next chunk is sent: that submission is a one-line error too, not a traceback."""
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from spacy_ntk_ner.annotate.engines import local
+
+    executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        pid = executor.submit(os.getpid).result(timeout=120)
+        waiting = executor.submit(time.sleep, 60)
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(BrokenProcessPool):
+            waiting.result(timeout=120)  # the pool is marked broken before this fails
+        with pytest.raises(UserError) as err:
+            local._submit(executor, [(0, "Berlin is big")])
+        assert_user_error(str(err.value), "--n-process", "worker process died")
+    finally:
+        executor.shutdown(wait=True)
+    assert workers_left() == []
+
+
+def test_stopping_the_pool_ends_a_half_sent_result() -> None:
+    """A worker killed while it sent a result leaves half a message in the results
+    pipe: stopping the pool must not leave the executor's thread (and so the
+    interpreter at exit) waiting for the rest."""
+    import struct
+    from concurrent.futures import ProcessPoolExecutor
+
+    from spacy_ntk_ner.annotate.engines import local
+
+    executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    executor.submit(time.sleep, 60)
+    manager = executor._executor_manager_thread  # type: ignore[attr-defined]
+    results = executor._result_queue  # type: ignore[attr-defined]
+    # A length prefix of 100 bytes, and 4 of them.
+    os.write(results._writer.fileno(), struct.pack("!i", 100) + b"half")
+    deadline = time.monotonic() + 60
+    while results._reader.poll() and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the executor's thread has read them, and waits for more
+    try:
+        local._stop(executor)
+        assert manager is not None and not manager.is_alive()
+    finally:
+        if manager is not None and manager.is_alive():
+            os.write(results._writer.fileno(), b"\0" * 96)  # let it end, whatever failed
+            manager.join()
+    assert workers_left() == []
+
+
 @pytest.mark.slow
 def test_a_worker_that_cannot_load_the_model_says_so(tmp_path: Path) -> None:
     source = SpanSource("ntk_ner", "ntk_ner")
