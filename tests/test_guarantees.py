@@ -2,13 +2,17 @@
 disk full or run twice at once (README, "Guarantees")."""
 
 import errno
+import fcntl
+import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List
 
 import pytest
 import spacy
@@ -16,6 +20,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 from util import run_cli, write
 
+from spacy_ntk_ner import _fs
 from spacy_ntk_ner.cli import app as cli
 from spacy_ntk_ner.confidence import calibrate as calibration
 from spacy_ntk_ner.corpus import export as export_module
@@ -380,7 +385,6 @@ def start_and_signal(args: list, cwd: Path, started: Any, signum: int) -> Any:
 def test_convert_signal_mid_run_leaves_nothing(tmp_path: Path, signum: str) -> None:
     """SIGINT, SIGTERM and SIGHUP end a run alike: one line, exit 128 + the signal, the
     new folder gone, the input as it was."""
-    import signal
 
     big = write(tmp_path, "in/big.txt", "".join(sentence(i) for i in range(60000)))
     before = snapshot(tmp_path / "in")
@@ -422,19 +426,28 @@ def na(reason: str) -> str:
 
 SINGLE_FILE = na("writes one file, replaced as a whole as the user asked; no folder of its own")
 NO_RECORD = na("writes one file, which keeps no record of inputs or settings")
-TOO_FAST = na(
-    "the tiny pipeline's run ends before a signal can land; SIGTERM raises the same "
-    "KeyboardInterrupt as SIGINT for every command (cli.app.end_on_termination), as the "
-    "convert cells show"
-)
-ANNOTATE_SIGNALS = na(
-    "annotate's signals reach its worker pool: tests/test_annotate.py "
-    "(test_cli_ctrl_c_stops_the_pool, test_cli_workers_end_with_their_parent)"
-)
 
-# Each cell: (command line, "refused" | "allowed", setup) or an "n/a: why" string. In a
-# command line, {big} is a large BIO file, made only for the signal cases.
+# Each cell: (command line, "refused" | "allowed" | "SIGINT" | "SIGTERM", setup) or an
+# "n/a: why" string. In a command line, {big} is a large BIO file (the signal reaches
+# a run of its own, mid-run); without it the command runs in this process and sends
+# itself the signal at each point where it puts an output in place (`signal_at`).
+# setup: None, or steps (one string or a tuple): "foreign:DIR" puts a file of the
+# user's in DIR, "earlier:COMMAND LINE" runs a command before, "stale:FILE" writes FILE
+# as an earlier run's output that this run replaces.
 Cell = Any
+# Every output of evaluate at once, over an earlier report and earlier files: all are
+# put in place together, or none.
+EVALUATE_ALL = ["evaluate", "model", "dev.spacy", "--output", "m.json", "--table", "t.md"]
+EVALUATE_ALL += ["--report", "rep"]
+EVALUATED_BEFORE = (
+    "earlier:evaluate model dev.spacy --report rep",
+    "stale:rep/index.html",
+    "stale:m.json",
+    "stale:t.md",
+)
+CALIBRATED = ("earlier:calibrate model dev.spacy --output cal", "stale:cal/meta.json")
+# Two shards of one document: the signal lands while the second is written.
+ANNOTATE_TWO_SHARDS = ["annotate", "model", "texts/in.jsonl", "out", "--shard-size", "1"]
 MATRIX: Dict[str, Dict[str, Cell]] = {
     "convert": {
         CASES[0]: (["convert", "bio/a.txt", "bio/a.txt"], "refused", None),
@@ -459,8 +472,8 @@ MATRIX: Dict[str, Dict[str, Cell]] = {
         CASES[4]: NO_RECORD,
         CASES[5]: NO_RECORD,
         CASES[6]: (["export", "badshards", "out.txt"], "refused", None),
-        CASES[7]: TOO_FAST,
-        CASES[8]: TOO_FAST,
+        CASES[7]: (["export", "dev.spacy", "out.txt"], "SIGINT", "stale:out.txt"),
+        CASES[8]: (["export", "dev.spacy", "out.txt"], "SIGTERM", "stale:out.txt"),
     },
     "evaluate": {
         CASES[0]: (["evaluate", "model", "dev.spacy", "--output", "dev.spacy"], "refused", None),
@@ -478,8 +491,8 @@ MATRIX: Dict[str, Dict[str, Cell]] = {
         ),
         CASES[5]: na("a report has no settings: --output and --table are files of their own"),
         CASES[6]: (["evaluate", "model", "badshards", "--output", "m.json"], "refused", None),
-        CASES[7]: TOO_FAST,
-        CASES[8]: TOO_FAST,
+        CASES[7]: (EVALUATE_ALL, "SIGINT", EVALUATED_BEFORE),
+        CASES[8]: (EVALUATE_ALL, "SIGTERM", EVALUATED_BEFORE),
     },
     "calibrate": {
         CASES[0]: (["calibrate", "model", "dev.spacy", "--output", "dev.spacy"], "refused", None),
@@ -497,8 +510,9 @@ MATRIX: Dict[str, Dict[str, Cell]] = {
         CASES[4]: na("a pipeline is its own record; calibrating it again refits it, its job"),
         CASES[5]: na("a pipeline is its own record; calibrating it again refits it, its job"),
         CASES[6]: (["calibrate", "model", "badshards"], "refused", None),
-        CASES[7]: TOO_FAST,
-        CASES[8]: TOO_FAST,
+        # In place: the earlier output is the pipeline itself.
+        CASES[7]: (["calibrate", "model", "dev.spacy"], "SIGINT", None),
+        CASES[8]: (["calibrate", "model", "dev.spacy", "--output", "cal"], "SIGTERM", CALIBRATED),
     },
     "visualize": {
         CASES[0]: (["visualize", "model", "dev.spacy", "dev.spacy"], "refused", None),
@@ -508,8 +522,8 @@ MATRIX: Dict[str, Dict[str, Cell]] = {
         CASES[4]: NO_RECORD,
         CASES[5]: NO_RECORD,
         CASES[6]: (["visualize", "model", "badshards", "v.html"], "refused", None),
-        CASES[7]: TOO_FAST,
-        CASES[8]: TOO_FAST,
+        CASES[7]: (["visualize", "model", "dev.spacy", "v.html"], "SIGINT", "stale:v.html"),
+        CASES[8]: (["visualize", "model", "dev.spacy", "v.html"], "SIGTERM", "stale:v.html"),
     },
     "annotate": {
         CASES[0]: (["annotate", "model", "texts/in.jsonl", "texts/in.jsonl"], "refused", None),
@@ -527,8 +541,8 @@ MATRIX: Dict[str, Dict[str, Cell]] = {
             "earlier:annotate model texts/in.jsonl out",
         ),
         CASES[6]: (["annotate", "model", "texts/in.jsonl", "bad/z.jsonl", "out"], "refused", None),
-        CASES[7]: ANNOTATE_SIGNALS,
-        CASES[8]: ANNOTATE_SIGNALS,
+        CASES[7]: (ANNOTATE_TWO_SHARDS, "SIGINT", None),
+        CASES[8]: (ANNOTATE_TWO_SHARDS, "SIGTERM", None),
     },
 }
 
@@ -581,20 +595,115 @@ CELLS = [
 ]
 
 
+def prepare(folder: Path, setup: Any) -> None:
+    """Carry out a cell's setup steps (see MATRIX) in the workspace."""
+    steps = () if setup is None else (setup,) if isinstance(setup, str) else setup
+    for step in steps:
+        kind, what = step.split(":", 1)
+        if kind == "foreign":
+            write(folder, what + "/notes.txt", "mine\n")
+        elif kind == "earlier":
+            res = run_cli(what.split(), folder)
+            assert res.returncode == 0, res.stderr
+        else:
+            assert kind == "stale", step
+            write(folder, what, "an earlier run's output\n")
+
+
+@pytest.fixture
+def signal_handlers() -> Iterator[None]:
+    """The signal handlers as they were before the test (a command sets its own)."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
+def signal_at(monkeypatch: pytest.MonkeyPatch, signum: int, k: int) -> List[str]:
+    """Make the command send itself `signum` at the k-th (from 0) point where an output
+    is complete under its temporary name, or about to be put in place.
+
+    RETURNS (List[str]): The points passed, filled in as the command runs.
+    """
+    passed: List[str] = []
+    keep_mode, deferred = _fs._keep_mode, _fs.deferred_sigint
+
+    def point(where: str) -> None:
+        passed.append(where)
+        if len(passed) == k + 1:
+            os.kill(os.getpid(), signum)
+
+    def written(target: Path, tmp: Path, *args: Any) -> None:
+        keep_mode(target, tmp, *args)
+        point(f"{target} written as {tmp.name}")
+
+    @contextmanager
+    def put_in_place() -> Iterator[None]:
+        point("put in place")
+        with deferred():
+            yield
+
+    monkeypatch.setattr(_fs, "_keep_mode", written)
+    monkeypatch.setattr(_fs, "deferred_sigint", put_in_place)
+    return passed
+
+
+def signal_mid_shard(monkeypatch: pytest.MonkeyPatch, signum: int, n: int) -> None:
+    """Make `annotate` send itself `signum` as it adds the n-th document to a shard."""
+    from spacy_ntk_ner.annotate import output
+
+    add = output._ShardFile.add
+    added: List[int] = []
+
+    def add_and_signal(self: Any, doc: Any, record: Any) -> None:
+        add(self, doc, record)
+        added.append(1)
+        if len(added) == n:
+            os.kill(os.getpid(), signum)
+
+    monkeypatch.setattr(output._ShardFile, "add", add_and_signal)
+
+
+def unlocked(folder: Path) -> bool:
+    """No lock file in `folder` is held (a lock file may stay: the lock is the flock)."""
+    for lock in folder.rglob(".*.lock"):
+        with lock.open("a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+    return True
+
+
+def check_interrupted(
+    status: int, signum: int, capsys: Any, before: Dict[str, bytes], folder: Path
+) -> None:
+    """Exit 128 + the signal, one line, every input and earlier output as it was, nothing
+    temporary left and no lock held."""
+    err = capsys.readouterr().err.strip()
+    assert status == 128 + signum, err
+    assert len(err.splitlines()) == 1 and err.startswith("interrupted"), err
+    after = snapshot(folder)
+    assert {k: v for k, v in after.items() if k in before} == before
+    assert left_behind(folder) == [] and unlocked(folder)
+
+
 @pytest.mark.parametrize("command,case", CELLS)
-def test_guarantee_matrix(tmp_path: Path, tiny_pipeline: Path, command: str, case: str) -> None:
+def test_guarantee_matrix(
+    tmp_path: Path,
+    tiny_pipeline: Path,
+    command: str,
+    case: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+    signal_handlers: None,
+) -> None:
     """Refused: one line, a non-zero exit, every file as it was, nothing temporary left.
     Allowed (an output folder inside an input folder): twice, the inputs as they were.
-    A signal mid-run: one line, exit 128 + the signal, nothing written."""
-    import signal
-
+    A signal mid-run: one line, exit 128 + the signal, every earlier file as it was."""
     args, expect, setup = MATRIX[command][case]
     matrix_workspace(tmp_path, tiny_pipeline)
-    if setup is not None and setup.startswith("foreign:"):
-        write(tmp_path, setup.split(":", 1)[1] + "/notes.txt", "mine\n")
-    elif setup is not None:
-        res = run_cli(setup.split(":", 1)[1].split(), tmp_path)
-        assert res.returncode == 0, res.stderr
+    prepare(tmp_path, setup)
     if "{big}" in args:
         write(tmp_path, "big/big.txt", "".join(sentence(i) for i in range(60000)))
         args = [str(tmp_path / "big" / "big.txt") if a == "{big}" else a for a in args]
@@ -605,7 +714,7 @@ def test_guarantee_matrix(tmp_path: Path, tiny_pipeline: Path, command: str, cas
             assert res.returncode == 0, res.stderr
         after = snapshot(tmp_path)
         assert {k: v for k, v in after.items() if k in before} == before
-    elif expect in ("SIGINT", "SIGTERM"):
+    elif expect in ("SIGINT", "SIGTERM") and command == "convert":
         out = tmp_path / args[2]
         sig = getattr(signal, expect)
         res = start_and_signal(
@@ -614,6 +723,32 @@ def test_guarantee_matrix(tmp_path: Path, tiny_pipeline: Path, command: str, cas
         assert res.returncode == 128 + sig
         assert len(res.stderr.strip().splitlines()) == 1, res.stderr
         assert snapshot(tmp_path) == before
+    elif expect in ("SIGINT", "SIGTERM") and command == "annotate":
+        # Its complete shards stay, and a rerun resumes from them.
+        monkeypatch.chdir(tmp_path)
+        sig = getattr(signal, expect)
+        signal_mid_shard(monkeypatch, sig, 2)
+        check_interrupted(cli.main(args), sig, capsys, before, tmp_path)
+        assert sorted(p.name for p in (tmp_path / "out").glob("shard-*")) == ["shard-00000.jsonl"]
+        monkeypatch.undo()
+        res = run_cli(args, tmp_path)
+        assert res.returncode == 0, res.stderr
+        report = json.loads((tmp_path / "out" / "report.json").read_text())
+        assert (report["shards"], report["shards_written_now"]) == (2, 1)
+    elif expect in ("SIGINT", "SIGTERM"):
+        monkeypatch.chdir(tmp_path)
+        sig = getattr(signal, expect)
+        for k in itertools.count():
+            passed = signal_at(monkeypatch, sig, k)
+            status = cli.main(args)
+            if len(passed) <= k:
+                break  # no k-th point: this run went to the end
+            check_interrupted(status, sig, capsys, before, tmp_path)
+            monkeypatch.undo()
+            monkeypatch.chdir(tmp_path)
+        # The uninterrupted run changes the earlier outputs: the checks could fail.
+        assert k > 0 and status == 0, (passed, capsys.readouterr().err)
+        assert snapshot(tmp_path) != before
     else:
         res = run_cli(args, tmp_path)
         assert res.returncode not in (0, None), res.stdout
@@ -621,10 +756,14 @@ def test_guarantee_matrix(tmp_path: Path, tiny_pipeline: Path, command: str, cas
         assert len(err.splitlines()) == 1 and "Traceback" not in err, err
         assert snapshot(tmp_path) == before
     assert left_behind(tmp_path) == []
-    assert not list(tmp_path.rglob(".annotate.lock")) or expect == "allowed" or setup
+    assert not list(tmp_path.rglob(".annotate.lock")) or expect != "refused" or setup
 
 
 SHOWN = {"refused": "refused", "allowed": "allowed, left out of the inputs"}
+SIGNALLED = {
+    "": "ends cleanly, exit 128+signal",
+    "annotate": "ends cleanly, exit 128+signal, complete shards kept",
+}
 
 
 def matrix_markdown() -> str:
@@ -639,7 +778,7 @@ def matrix_markdown() -> str:
             if isinstance(cell, str):
                 cells.append("n/a")
             else:
-                cells.append(SHOWN.get(cell[1], "ends cleanly, exit 128+signal"))
+                cells.append(SHOWN.get(cell[1], SIGNALLED.get(command, SIGNALLED[""])))
         rows.append(f"| {case} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
