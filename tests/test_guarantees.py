@@ -18,7 +18,7 @@ import pytest
 import spacy
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
-from util import run_cli, write
+from util import assert_cli_error, assert_user_error, run_cli, write
 
 from spacy_ntk_ner import _fs
 from spacy_ntk_ner.cli import app as cli
@@ -27,6 +27,7 @@ from spacy_ntk_ner.corpus import export as export_module
 from spacy_ntk_ner.corpus.convert import convert
 from spacy_ntk_ner.corpus.docbin import DocBinWriter
 from spacy_ntk_ner.corpus.options import ReadOptions
+from spacy_ntk_ner.errors import UserError
 
 
 def sentence(i: int) -> str:
@@ -64,8 +65,7 @@ def test_convert_failing_last_input_keeps_previous_output(tmp_path: Path, conver
     bad = write(tmp_path, "in/c.txt", sentence(10) + "oops\n")
     res = run_cli(["convert", str(tmp_path / "in"), str(converted), *AS_BEFORE_CLI], tmp_path)
     assert snapshot(converted) == before
-    assert res.returncode == 1
-    assert res.stderr.strip() == f"{bad}:5: token outside <s> ... </s>"
+    assert_cli_error(res, f"{bad}:5", "<s>")
 
 
 def test_convert_missing_input_touches_nothing(tmp_path: Path) -> None:
@@ -74,8 +74,7 @@ def test_convert_missing_input_touches_nothing(tmp_path: Path) -> None:
     before = snapshot(corpus)
     res = run_cli(["convert", "typo.bio", str(corpus)], tmp_path)
     assert snapshot(corpus) == before
-    assert res.returncode == 1
-    assert res.stderr.strip() == "typo.bio: no such file or directory"
+    assert_cli_error(res, "typo.bio", "no such file")
     res = run_cli(["convert", "typo.bio", "new_out"], tmp_path)
     assert not (tmp_path / "new_out").exists()
 
@@ -126,11 +125,7 @@ def test_convert_refuses_folder_with_files_it_did_not_write(tmp_path: Path) -> N
     write(out, "old/model.spacy", "also mine\n")
     src = write(tmp_path, "a.txt", sentence(1))
     res = run_cli(["convert", str(src), str(out)], tmp_path)
-    assert res.returncode == 1
-    assert res.stderr.strip() == (
-        f"{out}: holds files that convert did not write (notes.txt, old/model.spacy); "
-        "convert into an empty or new folder, or move them away"
-    )
+    assert_cli_error(res, str(out), "notes.txt", "old/model.spacy")
     res = run_cli(["convert", str(src), str(out), "--overwrite"], tmp_path)
     assert res.returncode == 1
     assert snapshot(out) == {"notes.txt": b"mine\n", "old/model.spacy": b"also mine\n"}
@@ -178,8 +173,9 @@ def test_stats_of_an_older_version_are_recognized(tmp_path: Path, converted: Pat
     assert sorted(snapshot(converted)) == ["manifest.json", "shard-00000.spacy", "stats.json"]
     assert len(notices) == 1 and "earlier version" in notices[0]
     # Upgraded: the next run with other inputs is refused.
-    with pytest.raises(ValueError, match="other inputs"):
+    with pytest.raises(UserError) as err:
         convert([tmp_path / "in"], converted, ReadOptions())
+    assert_user_error(str(err.value), str(converted), "inputs")
 
 
 def test_two_runs_at_once_the_second_is_refused(tmp_path: Path) -> None:
@@ -205,8 +201,9 @@ def test_two_runs_at_once_the_second_is_refused(tmp_path: Path) -> None:
         try:
             assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
             src = write(tmp_path, "a.txt", sentence(1))
-            with pytest.raises(ValueError, match="another convert is writing into this folder"):
+            with pytest.raises(UserError) as err:
                 convert([src], out, ReadOptions())
+            assert_user_error(str(err.value), str(out), "another convert")
             assert snapshot(out) == {}
         finally:
             holder.kill()
@@ -229,26 +226,20 @@ def test_export_onto_its_input_is_refused(tmp_path: Path, converted: Path) -> No
     shard = sorted(converted.rglob("shard-*.spacy"))[0]
     before = shard.read_bytes()
     res = run_cli(["export", str(shard), str(shard)], tmp_path)
-    assert res.returncode == 1
-    assert res.stderr.strip() == f"{shard}: is one of the inputs; name another file to write"
+    assert_cli_error(res, str(shard), "input")
     assert shard.read_bytes() == before
 
 
 def test_export_failure_leaves_the_target(tmp_path: Path) -> None:
     notes = write(tmp_path, "notes.txt", "keep me\n")
     res = run_cli(["export", "missing.spacy", str(notes)], tmp_path)
-    assert res.returncode == 1
-    assert res.stderr.strip() == "missing.spacy: no such file or directory"
+    assert_cli_error(res, "missing.spacy", "no such file")
     vocab = spacy.blank("en").vocab
     good = Doc(vocab, words=["a", "b"])
     bad = Doc(vocab, words=["a", "\n", "b"])
     DocBin(docs=[good, bad]).to_disk(tmp_path / "x.spacy")
     res = run_cli(["export", "x.spacy", str(notes)], tmp_path)
-    assert res.returncode == 1
-    assert res.stderr.strip() == (
-        "x.spacy: doc 2, token 2: the whitespace token '\\n' cannot be written as a BIO line; "
-        "nothing was written"
-    )
+    assert_cli_error(res, "x.spacy", "doc 2, token 2", "whitespace", "nothing was written")
     assert notes.read_text() == "keep me\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "x.spacy"]
 
@@ -264,7 +255,7 @@ def test_export_on_a_full_disk_leaves_the_target(
 
     monkeypatch.setattr(export_module, "write_sentences", write_sentences)
     assert cli.main(["export", str(converted), str(notes)]) == 1
-    assert capsys.readouterr().err.strip() == f"{notes}: No space left on device"
+    assert_user_error(capsys.readouterr().err, str(notes), "No space left")
     assert snapshot(tmp_path) == {**snapshot(tmp_path), "notes.txt": b"keep me\n"}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ntk-tmp-")]
 
@@ -315,10 +306,7 @@ def test_calibrate_in_place_replaces_the_pipeline(pipeline: Path, tmp_path: Path
 def test_calibrate_refuses_an_output_that_is_not_a_pipeline(pipeline: Path) -> None:
     write(pipeline, "notes/todo.txt", "mine\n")
     res = run_cli(["calibrate", "model", "data.spacy", "--output", "notes"], pipeline)
-    assert res.returncode == 1
-    assert res.stderr.strip() == (
-        "--output: notes holds files and is not a spaCy pipeline; name a new or empty folder"
-    )
+    assert_cli_error(res, "--output", "notes", "pipeline")
     assert (pipeline / "notes" / "todo.txt").read_text() == "mine\n"
 
 

@@ -29,6 +29,7 @@ from .._outputs import (
     check_target,
     foreign_files,
     read_manifest,
+    refuse_foreign,
     write_manifest,
 )
 from ..confidence.metrics import precision_recall_at
@@ -129,12 +130,7 @@ def check_report_dir(
         return
     old = read_manifest(report, "evaluate", _legacy_report, say or (lambda line: None))
     foreign = foreign_files(report, old.files if old is not None else [])
-    if foreign:
-        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-        raise UserError(
-            f"--report: {report} holds files this command did not write ({shown}); "
-            "name a new or empty folder"
-        )
+    refuse_foreign(report, foreign, "evaluate", "--report")
     check_rerun(report, old, new, overwrite, contents=False)
 
 
