@@ -25,14 +25,17 @@ INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class Terminated(KeyboardInterrupt):
-    """A run ended by SIGTERM or SIGHUP: cleaned up as after Ctrl-C.
+    """A run ended by SIGTERM or SIGHUP, cleaned up as after Ctrl-C; or by any of the
+    run's signals held back while files were put in place (`deferred_sigint`).
 
     signum (int): The signal.
+    written (bool): It was held back until the files being put in place all were.
     """
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, written: bool = False) -> None:
         super().__init__(signum)
         self.signum = signum
+        self.written = written
 
 
 class Staged:
@@ -112,15 +115,28 @@ class Staged:
         self._files, self._folders, self._old = [], [], []
 
 
+# How many `staged` blocks are open (one inside another: a folder's own files).
+_open_stages = 0
+
+
 @contextmanager
 def staged() -> Iterator[Staged]:
     """Write outputs with the `Staged` this yields; when the block ends without an
     error they are put in place together, otherwise (KeyboardInterrupt too) removed."""
+    global _open_stages
     stage = Staged()
+    _open_stages += 1
     try:
         yield stage
         stage.commit()
+    except Terminated as err:
+        if err.written and _open_stages > 1:
+            # Put in place inside an output not yet in place (a folder's manifest):
+            # the run's outputs were not written.
+            raise Terminated(err.signum) from None
+        raise
     finally:
+        _open_stages -= 1
         stage.discard()
 
 
@@ -173,7 +189,7 @@ def replace_dir(target: Path, write: Callable[[Path], None]) -> None:
 @contextmanager
 def deferred_sigint() -> Iterator[None]:
     """Hold back Ctrl-C (and SIGTERM, SIGHUP where they end a run) during a few renames
-    that must all happen, and raise it after."""
+    that must all happen, and raise it after, as a `Terminated` that says so."""
     caught: List[int] = []
     previous: Dict[int, Any] = {}
     try:
@@ -190,7 +206,7 @@ def deferred_sigint() -> Iterator[None]:
         for number, handler in previous.items():
             signal.signal(number, handler)
     if caught:
-        raise KeyboardInterrupt if caught[0] == signal.SIGINT else Terminated(caught[0])
+        raise Terminated(caught[0], written=True)
 
 
 class FolderLock:

@@ -747,6 +747,73 @@ def test_guarantee_matrix(
     assert not list(tmp_path.rglob(".annotate.lock")) or expect != "refused" or setup
 
 
+@pytest.mark.parametrize("command", [c for c in MATRIX if c != "convert"])
+def test_sighup_ends_every_command_as_sigterm_does(
+    tmp_path: Path,
+    tiny_pipeline: Path,
+    command: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+    signal_handlers: None,
+) -> None:
+    """A lost terminal or SSH session (SIGHUP), at the first point of each command's
+    SIGTERM cell (convert: test_convert_signal_mid_run_leaves_nothing)."""
+    args, _, setup = MATRIX[command][CASES[8]]
+    matrix_workspace(tmp_path, tiny_pipeline)
+    prepare(tmp_path, setup)
+    before = snapshot(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    if command == "annotate":
+        signal_mid_shard(monkeypatch, signal.SIGHUP, 2)
+    else:
+        signal_at(monkeypatch, signal.SIGHUP, 0)
+    check_interrupted(cli.main(args), signal.SIGHUP, capsys, before, tmp_path)
+
+
+@pytest.mark.parametrize("command", ["export", "evaluate", "calibrate"])
+def test_a_signal_while_outputs_are_put_in_place_waits_for_all_of_them(
+    tmp_path: Path,
+    tiny_pipeline: Path,
+    command: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+    signal_handlers: None,
+) -> None:
+    """SIGTERM during the renames that put a run's outputs in place is held back until
+    all are: every earlier output is replaced, and the line says so."""
+    args, _, setup = MATRIX[command][CASES[8]]
+    deferred = _fs.deferred_sigint
+    calls: List[int] = []
+    last = [0]  # the run's own commit is its last; those before put a folder's files
+
+    @contextmanager
+    def signal_inside() -> Iterator[None]:
+        with deferred():
+            calls.append(1)
+            if len(calls) == last[0]:
+                os.kill(os.getpid(), signal.SIGTERM)
+            yield
+
+    monkeypatch.setattr(_fs, "deferred_sigint", signal_inside)
+    for run in ("count", "signal"):
+        work = tmp_path / run
+        matrix_workspace(work, tiny_pipeline)
+        prepare(work, setup)
+        before = snapshot(work)
+        monkeypatch.chdir(work)
+        if run == "count":
+            assert cli.main(args) == 0, capsys.readouterr().err
+            last[0], calls[:] = len(calls), []
+    status = cli.main(args)
+    err = capsys.readouterr().err.strip()
+    assert status == 128 + signal.SIGTERM, err
+    assert len(err.splitlines()) == 1 and "(SIGTERM)" in err and "put in place" in err, err
+    after = snapshot(work)
+    stale = [k for k, v in before.items() if v == b"an earlier run's output\n"]
+    assert stale and all(after.get(k, b"") != before[k] for k in stale)
+    assert left_behind(work) == []
+
+
 SHOWN = {"refused": "refused", "allowed": "allowed, left out of the inputs"}
 SIGNALLED = {
     "": "ends cleanly, exit 128+signal",
