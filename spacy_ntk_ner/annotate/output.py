@@ -132,9 +132,9 @@ def lock_output_folder(out: Path) -> FolderLock:
 
 def _written_by(manifest: Optional[Dict[str, Any]]) -> List[str]:
     """What the run of `manifest` may have left in its folder: the files it lists, the
-    report, and its shards and their temporary names (a run killed between writing a shard and
-    listing it leaves the shard unlisted; a version before 0.3 named its temporary
-    files `.NAME.tmp`)."""
+    report, and its shards and their temporary names (a run killed between writing a
+    shard and listing it leaves the shard unlisted; a version before 0.3 named its
+    temporary files `.NAME.tmp`)."""
     if manifest is None:
         return []
     names = [*(manifest.get("files") or []), REPORT]
@@ -196,9 +196,9 @@ def _legacy_manifest(out: Path) -> Optional[Manifest]:
         return None
     if not isinstance(data, dict) or data.get("tool") != LEGACY_TOOL:
         return None
-    # It listed no files: its shards are those it records, and the report.
+    # It listed no files: its shards are those it records.
     shards = data.get("shards")
-    files = [*map(str, shards), REPORT] if isinstance(shards, dict) else [REPORT]
+    files = [*map(str, shards)] if isinstance(shards, dict) else []
     return Manifest.from_dict({**data, "command": "annotate", "files": files})
 
 
