@@ -254,13 +254,23 @@ def foreign_files(folder: Path, own: Iterable[str], keep: Iterable[str] = ()) ->
     return sorted(found)
 
 
-def refuse_foreign(folder: Path, foreign: Sequence[str], command: str) -> None:
-    """Raise a one-line `UserError` naming the first files `command` did not write."""
+def refuse_foreign(
+    folder: Path, foreign: Sequence[str], command: str, option: Optional[str] = None
+) -> None:
+    """Raise a one-line `UserError` naming the first files `command` did not write.
+
+    folder (Path): The output folder.
+    foreign (Sequence[str]): What `foreign_files` found.
+    command (str): The command, as the message names it.
+    option (Optional[str]): The option that names the folder ("--report"); None for a
+        positional argument.
+    """
     if foreign:
         named = ", ".join(foreign[:N_NAMED])
         more = f" and {len(foreign) - N_NAMED} more" if len(foreign) > N_NAMED else ""
+        name = f"{option} {folder}" if option else str(folder)
         raise UserError(
-            f"{folder}: holds files that {command} did not write ({named}{more}); "
+            f"{name}: holds files that {command} did not write ({named}{more}); "
             f"{command} into an empty or new folder, or move them away"
         )
 

@@ -291,25 +291,26 @@ def test_several_ntk_ner_need_component(models: Path, tmp_path: Path) -> None:
         annotate(str(models / "two"), [path], tmp_path / "out2", component="c")
 
 
+# Each bad second line, and what its error names besides FILE:2.
 BAD_LINES = [
-    (b'{"text": "fine"}\n{"text": "Python"\n', "2: not JSON"),
-    (b'{"text": "fine"}\n{"body": "x"}\n', "2: no 'text' key (--text-key)"),
-    (b'{"text": "fine"}\n{"text": 3}\n', "2: 'text' is int, not a string"),
-    (b'{"text": "fine"}\n["text"]\n', "2: not a JSON object but list"),
-    (b'{"text": "fine"}\n{"text": "caf\xe9"}\n', "2: not valid UTF-8 (byte 0xe9 at column 14)"),
+    (b'{"text": "fine"}\n{"text": "Python"\n', ["JSON"]),
+    (b'{"text": "fine"}\n{"body": "x"}\n', ["'text'", "--text-key"]),
+    (b'{"text": "fine"}\n{"text": 3}\n', ["'text'", "int"]),
+    (b'{"text": "fine"}\n["text"]\n', ["JSON object", "list"]),
+    (b'{"text": "fine"}\n{"text": "caf\xe9"}\n', ["UTF-8", "0xe9", "column 14"]),
 ]
 
 
-@pytest.mark.parametrize("data,message", BAD_LINES)
+@pytest.mark.parametrize("data,about", BAD_LINES)
 def test_bad_jsonl_lines_stop_or_are_skipped(
-    models: Path, tmp_path: Path, data: bytes, message: str
+    models: Path, tmp_path: Path, data: bytes, about: List[str]
 ) -> None:
     path = tmp_path / "in.jsonl"
     path.write_bytes(data + b'{"text": "Berlin is big"}\n')
     model = str(models / "ntk")
     with pytest.raises(BIOError) as err:
         annotate(model, [path], tmp_path / "out")
-    assert str(err.value).startswith(f"{path}:{message}")
+    assert_user_error(str(err.value), f"{path}:2", *about)
     assert not (tmp_path / "out").exists()
     report = annotate(model, [path], tmp_path / "out2", input_options=InputOptions(on_error="skip"))
     assert [s.split(":")[:2] for s in report["skipped_lines"]] == [[str(path), "2"]]
@@ -318,16 +319,19 @@ def test_bad_jsonl_lines_stop_or_are_skipped(
 
 
 def test_cli_bad_line_is_one_line_and_exit_1(models: Path, tmp_path: Path) -> None:
-    data, message = BAD_LINES[0]
+    data, about = BAD_LINES[0]
     (tmp_path / "in.jsonl").write_bytes(data)
     model = str(models / "ntk")
     res = run_cli(["annotate", model, "in.jsonl", "out"], tmp_path)
-    assert res.returncode == 1
-    assert res.stderr.startswith(f"in.jsonl:{message}"), res.stderr
-    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert_cli_error(res, "in.jsonl:2", *about)
     res = run_cli(["annotate", model, "in.jsonl", "out2", "--on-error", "skip"], tmp_path)
     assert res.returncode == 0, res.stderr
-    assert "Skipped 1 bad line(s):\n  in.jsonl:2: not JSON" in res.stdout
+    assert "in.jsonl:2: " in res.stdout and "Skipped 1 " in res.stdout
+
+
+def temporary_files(out: Path) -> List[str]:
+    """The temporary files in an output folder (of this version and earlier ones)."""
+    return sorted(p.name for pattern in (".ntk-tmp-*", ".*.tmp") for p in out.glob(pattern))
 
 
 def workers_left(patience: float = 5.0) -> List[Any]:
@@ -364,7 +368,9 @@ def test_interrupted_run_resumes_only_missing_shards(models: Path, tmp_path: Pat
         annotate(model, [path], out, settings=settings, on_progress=interrupt)
     assert sorted(p.name for p in out.glob("*shard*")) == ["shard-00000.jsonl", "shard-00001.jsonl"]
     first = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*")}
-    # A run killed outright leaves its temporary file; the rerun removes it.
+    # A run killed outright leaves its temporary file (named so before 0.3 too); the
+    # rerun removes it.
+    (out / ".ntk-tmp-shard-00002.jsonl").write_text('{"half": ')
     (out / ".shard-00002.jsonl.tmp").write_text('{"half": ')
     time.sleep(0.01)
     report = annotate(model, [path], out, settings=settings)
@@ -377,7 +383,7 @@ def test_interrupted_run_resumes_only_missing_shards(models: Path, tmp_path: Pat
         "shard-00003.jsonl",
     ):
         assert (out / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()
-    assert not list(out.glob(".*.tmp"))
+    assert temporary_files(out) == []
     clean = json.loads((tmp_path / "clean" / "report.json").read_text())
     for key in ("documents", "words", "entities", "mean_score"):
         assert report[key] == clean[key]
@@ -390,17 +396,22 @@ def test_rerun_with_other_model_inputs_or_settings_is_refused(models: Path, tmp_
     out = tmp_path / "out"
     annotate(str(models / "ntk"), [path], out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    with pytest.raises(ValueError, match="another model"):
+    # Each names the folder and what differs: the model, the setting, the inputs.
+    with pytest.raises(UserError) as err:
         annotate(str(models / "ner"), [path], out)
-    with pytest.raises(ValueError, match=r"other settings \(threshold None -> 0.5\)"):
+    assert_user_error(str(err.value), str(out), "model")
+    with pytest.raises(UserError) as err:
         annotate(str(models / "ntk"), [path], out, settings=Settings(threshold=0.5))
+    assert_user_error(str(err.value), str(out), "threshold", "0.5")
     (tmp_path / "b").mkdir()
     other = make_input(tmp_path / "b", "txt", TEXTS[:3])
-    with pytest.raises(ValueError, match="other inputs"):
+    with pytest.raises(UserError) as err:
         annotate(str(models / "ntk"), [other], out)
+    assert_user_error(str(err.value), str(out), "inputs", str(other))
     path.write_text("changed\n")
-    with pytest.raises(ValueError, match="other inputs"):
+    with pytest.raises(UserError) as err:
         annotate(str(models / "ntk"), [path], out)
+    assert_user_error(str(err.value), str(out), "inputs")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     report = annotate(str(models / "ntk"), [path], out, overwrite=True)
     assert report["documents"] == 1 and [g["text"] for g in lines(out)] == ["changed"]
@@ -411,20 +422,46 @@ def test_foreign_files_are_refused_and_never_removed(models: Path, tmp_path: Pat
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    with pytest.raises(ValueError, match=r"holds files this command did not write \(notes.txt\)"):
+    with pytest.raises(UserError) as err:
         annotate(str(models / "ntk"), [path], out)
+    assert_user_error(str(err.value), str(out), "notes.txt")
     assert sorted(os.listdir(out)) == ["notes.txt"]
     (out / "notes.txt").unlink()
     annotate(str(models / "ntk"), [path], out, settings=Settings(shard_size=3))
     (out / "notes.txt").write_text("mine")
     before = sorted(os.listdir(out))
-    with pytest.raises(ValueError, match="did not write"):
+    with pytest.raises(UserError) as err:
         annotate(str(models / "ntk"), [path], out, settings=Settings(shard_size=3), overwrite=True)
+    assert_user_error(str(err.value), str(out), "notes.txt")
     assert sorted(os.listdir(out)) == before
     (out / "manifest.json").write_text('{"something": "else"}')
     (out / "notes.txt").unlink()
-    with pytest.raises(ValueError, match="not a manifest written by this command"):
+    with pytest.raises(UserError) as err:
         annotate(str(models / "ntk"), [path], out, overwrite=True)
+    assert_user_error(str(err.value), str(out / "manifest.json"), "manifest")
+
+
+def test_a_shard_written_but_not_yet_listed_is_its_own(models: Path, tmp_path: Path) -> None:
+    """A run killed between renaming a shard into place and listing it in the manifest
+    leaves it unlisted: the rerun knows it as its own shard, and writes it again."""
+    path = make_input(tmp_path, "txt", TEXTS)
+    out = tmp_path / "out"
+    annotate(str(models / "ntk"), [path], out, settings=Settings(shard_size=3))
+    manifest_path = out / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["shards"]["shard-00002.jsonl"]
+    manifest["files"] = ["shard-00000.jsonl", "shard-00001.jsonl"]
+    manifest_path.write_text(json.dumps(manifest))
+    shard = (out / "shard-00002.jsonl").read_bytes()
+    (out / "shard-00002.jsonl").write_text("half\n")
+    report = annotate(str(models / "ntk"), [path], out, settings=Settings(shard_size=3))
+    assert report["shards_written_now"] == 1
+    assert (out / "shard-00002.jsonl").read_bytes() == shard
+    # Without a manifest, a file named as a shard is the user's.
+    manifest_path.unlink()
+    with pytest.raises(UserError) as err:
+        annotate(str(models / "ntk"), [path], out, settings=Settings(shard_size=3))
+    assert_user_error(str(err.value), str(out), "shard-00000.jsonl")
 
 
 def test_overwrite_removes_only_its_own_files(models: Path, tmp_path: Path) -> None:
@@ -460,11 +497,9 @@ def test_a_concurrent_run_is_refused(models: Path, tmp_path: Path) -> None:
     with holder:
         try:
             assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-            with pytest.raises(
-                ValueError,
-                match=r"another annotate run is writing into this folder \(it holds .annotate.lock",
-            ):
+            with pytest.raises(UserError) as err:
                 annotate(str(models / "ntk"), [path], out)
+            assert_user_error(str(err.value), str(out), "annotate", ".annotate.lock")
             assert sorted(os.listdir(out)) == [".annotate.lock"]
         finally:
             holder.kill()
@@ -541,20 +576,23 @@ def test_interrupted_two_process_run_resumes(models: Path, tmp_path: Path) -> No
     assert report["shards_written_now"] == 2 and report["shards"] == 4
     for name in [f"shard-{i:05d}.jsonl" for i in range(4)]:
         assert (out / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()
-    assert not list(out.glob(".*.tmp"))
+    assert temporary_files(out) == []
 
 
 @pytest.mark.slow
 def test_a_killed_worker_is_a_one_line_error(models: Path, tmp_path: Path) -> None:
+    """Workers killed (the OOM killer) with work left: one line. All of them: one
+    killed while idle can go unnoticed while another does the rest, and the run then
+    ends complete (the two tests below pin where the pool's death shows)."""
     path = make_input(tmp_path, "txt", TEXTS * 8)
     out = tmp_path / "out"
 
     def kill_a_worker(docs: int, words: int) -> None:
-        workers = multiprocessing.active_children()
-        if workers:
-            os.kill(workers[0].pid or 0, signal.SIGKILL)
+        for worker in multiprocessing.active_children():
+            if worker.pid is not None:
+                os.kill(worker.pid, signal.SIGKILL)
 
-    with pytest.raises(UserError, match=r"^--n-process: a worker process died"):
+    with pytest.raises(UserError) as err:
         annotate(
             str(models / "ntk"),
             [path],
@@ -564,8 +602,60 @@ def test_a_killed_worker_is_a_one_line_error(models: Path, tmp_path: Path) -> No
             batch_size=2,
             on_progress=kill_a_worker,
         )
+    assert_user_error(str(err.value), "--n-process", "worker process died")
     assert workers_left() == []
-    assert not list(out.glob(".*.tmp"))
+    assert temporary_files(out) == []
+
+
+def test_a_worker_dead_between_two_results_is_a_one_line_error() -> None:
+    """A worker that dies after it sent its last result breaks the pool before the
+    next chunk is sent: that submission is a one-line error too, not a traceback."""
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from spacy_ntk_ner.annotate.engines import local
+
+    executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        pid = executor.submit(os.getpid).result(timeout=120)
+        waiting = executor.submit(time.sleep, 60)
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(BrokenProcessPool):
+            waiting.result(timeout=120)  # the pool is marked broken before this fails
+        with pytest.raises(UserError) as err:
+            local._submit(executor, [(0, "Berlin is big")])
+        assert_user_error(str(err.value), "--n-process", "worker process died")
+    finally:
+        executor.shutdown(wait=True)
+    assert workers_left() == []
+
+
+def test_stopping_the_pool_ends_a_half_sent_result() -> None:
+    """A worker killed while it sent a result leaves half a message in the results
+    pipe: stopping the pool must not leave the executor's thread (and so the
+    interpreter at exit) waiting for the rest."""
+    import struct
+    from concurrent.futures import ProcessPoolExecutor
+
+    from spacy_ntk_ner.annotate.engines import local
+
+    executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    executor.submit(time.sleep, 60)
+    manager = executor._executor_manager_thread  # type: ignore[attr-defined]
+    results = executor._result_queue  # type: ignore[attr-defined]
+    # A length prefix of 100 bytes, and 4 of them.
+    os.write(results._writer.fileno(), struct.pack("!i", 100) + b"half")
+    deadline = time.monotonic() + 60
+    while results._reader.poll() and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the executor's thread has read them, and waits for more
+    try:
+        local._stop(executor)
+        assert manager is not None and not manager.is_alive()
+    finally:
+        if manager is not None and manager.is_alive():
+            os.write(results._writer.fileno(), b"\0" * 96)  # let it end, whatever failed
+            manager.join()
+    assert workers_left() == []
 
 
 @pytest.mark.slow
@@ -574,8 +664,9 @@ def test_a_worker_that_cannot_load_the_model_says_so(tmp_path: Path) -> None:
     missing = str(tmp_path / "no-model")
     items = [(i, "Berlin is big") for i in range(4)]
     records = run_pool(items, missing, source, None, False, n_process=2, batch_size=1)
-    with pytest.raises(UserError, match=f"^{missing}: \\[E050\\]"):
+    with pytest.raises(UserError) as err:
         list(records)
+    assert_user_error(str(err.value), missing, "E050")
     assert workers_left() == []
 
 
@@ -589,11 +680,7 @@ def test_an_error_in_a_worker_is_one_line(models: Path) -> None:
     records = run_pool(items, str(models / "ntk"), source, None, False, n_process=2, batch_size=2)
     with pytest.raises(UserError) as err:
         list(records)
-    message = str(err.value)
-    assert message.startswith(
-        "--n-process: a worker failed: ValueError: [E088] Text of length 1000001 exceeds"
-    )
-    assert "\n" not in message
+    assert_user_error(str(err.value), "--n-process", "worker failed", "ValueError", "E088")
     assert workers_left() == []
 
 
@@ -605,11 +692,7 @@ def test_cli_document_over_max_length_is_refused_before_writing(
     write(tmp_path, "in.txt", text)
     args = ["annotate", str(models / "ntk"), "in.txt", "out", "--n-process", str(n_process)]
     res = run_cli(args, tmp_path)
-    assert res.returncode == 1
-    assert res.stderr == (
-        f"in.txt:{len(TEXTS) + 1}: 1,000,001 characters, more than the pipeline's "
-        "nlp.max_length (1,000,000): split the document\n"
-    ), res.stderr
+    assert_cli_error(res, f"in.txt:{len(TEXTS) + 1}", "1,000,001", "nlp.max_length")
     assert not (tmp_path / "out").exists()
 
 
@@ -652,11 +735,11 @@ def test_cli_ctrl_c_stops_the_pool(models: Path, tmp_path: Path) -> None:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, stderr
-    assert stderr.strip() == "interrupted; outputs were left as they were"
+    assert len(stderr.strip().splitlines()) == 1 and "interrupted" in stderr, stderr
     shards = sorted((tmp_path / "out").glob("shard-*.jsonl"))
     assert 1 <= len(shards) < 200
     assert all(len(s.read_text().splitlines()) == 2000 for s in shards)
-    assert not list((tmp_path / "out").glob(".*.tmp"))
+    assert temporary_files(tmp_path / "out") == []
     time.sleep(0.5)
     assert running_in_group(proc.pid) == []  # no worker outlived the command
 
@@ -677,20 +760,21 @@ def running_in_group(pgid: int) -> List[int]:
 
 
 @pytest.mark.parametrize(
-    "args,message",
+    "args,option,about",
     [
-        (["--gpu-id", "0", "--n-process", "2"], "--gpu-id runs one process"),
-        (["--n-workers", "2"], "--n-workers is for --engine ray"),
-        (["--threshold", "1.5"], "must be between 0 and 1"),
+        (["--gpu-id", "0", "--n-process", "2"], "--gpu-id", "one process"),
+        (["--n-workers", "2"], "--n-workers", "--engine ray"),
+        (["--threshold", "1.5"], "--threshold", "1"),
     ],
 )
 def test_cli_refuses_bad_settings(
-    models: Path, tmp_path: Path, args: List[str], message: str
+    models: Path, tmp_path: Path, args: List[str], option: str, about: str
 ) -> None:
     make_input(tmp_path, "txt", TEXTS)
     res = run_cli(["annotate", str(models / "ntk"), "in.txt", "out", *args], tmp_path)
-    assert res.returncode in (1, 2)
-    assert message in res.stderr and "Traceback" not in res.stderr
+    assert res.returncode in (1, 2)  # argparse's usage error, or ours
+    err = res.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in res.stderr and option in err and about in err, res.stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -972,8 +1056,8 @@ def test_cli_workers_end_with_their_parent(models: Path, tmp_path: Path, sig: in
     # As every command ends on SIGTERM and SIGHUP: exit 128 + the signal, one line.
     assert proc.returncode == 128 + sig, stderr
     name = signal.Signals(sig).name
-    assert stderr.strip() == f"interrupted ({name}); outputs were left as they were"
+    assert len(stderr.strip().splitlines()) == 1 and f"interrupted ({name})" in stderr, stderr
     shards = sorted(out.glob("shard-*.jsonl"))
     assert 1 <= len(shards) < 200
     assert all(len(s.read_text().splitlines()) == 2000 for s in shards)
-    assert not list(out.glob(".*.tmp"))
+    assert temporary_files(out) == []

@@ -13,7 +13,7 @@ import numpy
 import pytest
 import spacy
 from spacy.tokens import DocBin
-from util import app_lib_examples, run_cli, train_pipeline
+from util import app_lib_examples, assert_cli_error, run_cli, train_pipeline
 
 import spacy_ntk_ner
 from spacy_ntk_ner.confidence.calibrate import calibrate
@@ -138,11 +138,7 @@ def test_report_rerun_replaces_only_a_report(evaluated: Path) -> None:
     (report / "notes.txt").write_text("mine\n")
     before = snapshot(report)
     res = run_cli(args, evaluated)
-    assert res.returncode == 1
-    assert res.stderr.strip() == (
-        "--report: rep holds files this command did not write (notes.txt); "
-        "name a new or empty folder"
-    )
+    assert_cli_error(res, "--report rep", "notes.txt")
     assert snapshot(report) == before
     assert not [p for p in evaluated.iterdir() if p.name.startswith(".ntk-tmp-")]
 

@@ -75,10 +75,21 @@ def test_config_passes_debug_config(name: str, corpus: Path, tmp_path: Path) -> 
 
 def test_project_yml_is_valid() -> None:
     project = load_project_config(REPO)
-    assert {"all", "all-gpu", "wikiser"} <= set(project["workflows"])
+    assert {"all", "all-gpu", "own", "wikiser"} <= set(project["workflows"])
     commands = {c["name"]: c for c in project["commands"]}
     for workflow in project["workflows"].values():
         assert all(step in commands for step in workflow)
+    # A user's corpus is split 80/10/10; the sample (`all`, `all-gpu`) has its own split,
+    # a larger dev part (see test_the_sample_workflows_pipeline_is_calibrated).
+    raw = (REPO / "project.yml").read_text("utf8")
+    assert 'split: "train=0.8,dev=0.1,test=0.1"' in raw
+    splits_by = {
+        name: next(f for f in commands[flow[0]]["script"][0].split() if "=" in f)
+        for name, flow in project["workflows"].items()
+        if flow[0] in ("convert", "convert-sample")
+    }
+    assert splits_by["own"] == "train=0.8,dev=0.1,test=0.1"
+    assert splits_by["all"] == splits_by["all-gpu"] == "train=0.6,dev=0.3,test=0.1"
     assets = {a["dest"]: a for a in project["assets"]}
     assert assets["assets/wikiser/dev.txt"]["checksum"] == "fd756683b6a03f7e883e237a250ba857"
 
@@ -301,8 +312,9 @@ def test_the_sample_workflows_pipeline_is_calibrated(tmp_path: Path) -> None:
     (tmp_path / "assets").mkdir()
     shutil.copy(SAMPLE, tmp_path / "assets" / "sample.bio")
     spacy_project = [sys.executable, "-m", "spacy", "project", "run"]
-    run([*spacy_project, "convert", "."], tmp_path)
-    res = run([*spacy_project, "train", "."], tmp_path)
+    first, second = load_project_config(tmp_path)["workflows"]["all"][:2]
+    run([*spacy_project, first, "."], tmp_path)
+    res = run([*spacy_project, second, "."], tmp_path)
     assert "uncalibrated" not in res.stderr + res.stdout
     best = tmp_path / "training" / "ntk_ner_sample" / "model-best"
     nlp = spacy.load(best)

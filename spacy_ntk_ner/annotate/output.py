@@ -10,7 +10,6 @@ on `.annotate.lock` keeps a second run out while one is writing.
 
 import json
 import os
-import re
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,22 +17,27 @@ from pathlib import Path
 from typing import IO, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .. import __version__
-from .._fs import FolderLock
-from .._outputs import TOOL, Manifest
+from .._fs import TMP_PREFIX, FolderLock
+from .._outputs import (
+    MANIFEST,
+    TOOL,
+    Manifest,
+    foreign_files,
+    refuse_foreign,
+    remove_listed,
+    write_text,
+)
 from .._outputs import read_manifest as read_output_manifest
 from ..errors import UserError
 from .inputs import Document, describe_inputs
 from .options import AnnotateOptions, Settings
 from .records import Record, SpanSource
 
-MANIFEST = "manifest.json"
 REPORT = "report.json"
 LOCK = ".annotate.lock"
 # What `tool` said in the manifests of versions before 0.3.
 LEGACY_TOOL = "spacy_ntk_ner annotate"
 _SUFFIX = {"jsonl": ".jsonl", "docbin": ".spacy"}
-# Names this command gives its files: shards, and their temporary names while written.
-_OWN_RE = re.compile(r"^\.?shard-\d{5,}\.(jsonl|spacy)(\.tmp)?$|^\.(manifest|report)\.json\.tmp$")
 
 Progress = Callable[[int, int], None]
 
@@ -121,23 +125,29 @@ def lock_output_folder(out: Path) -> FolderLock:
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: the output must be a folder")
     if out.is_dir():
-        _own_file_names(out, read_manifest(out))  # before the lock file is added to it
+        _refuse_foreign(out, read_manifest(out))  # before the lock file is added to it
     out.mkdir(parents=True, exist_ok=True)
     return FolderLock(out, "annotate run", LOCK)
 
 
-def _own_file_names(out: Path, manifest: Optional[Dict[str, Any]]) -> List[str]:
-    """Refuse a folder holding files this command did not write.
-    RETURNS (List[str]): The names of the files it did write."""
-    names = sorted(p.name for p in out.iterdir() if p.name != LOCK)
-    ours = {MANIFEST, REPORT}
-    foreign = [n for n in names if manifest is None or not (n in ours or _OWN_RE.match(n))]
-    if foreign:
-        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-        raise UserError(
-            f"{out}: holds files this command did not write ({shown}): use an empty or new folder"
-        )
-    return names
+def _written_by(manifest: Optional[Dict[str, Any]]) -> List[str]:
+    """What the run of `manifest` may have left in its folder: the files it lists, the
+    report, and its shards and their temporary names (a run killed between writing a
+    shard and listing it leaves the shard unlisted; a version before 0.3 named its
+    temporary files `.NAME.tmp`)."""
+    if manifest is None:
+        return []
+    names = [*(manifest.get("files") or []), REPORT]
+    settings = manifest.get("settings") or {}
+    size, fmt = settings.get("shard_size"), settings.get("output_format")
+    n_docs = manifest.get("documents")
+    if isinstance(size, int) and size > 0 and fmt in _SUFFIX and isinstance(n_docs, int):
+        names += [shard_name(i, fmt) for i in range(-(-n_docs // size))]
+    return names + [f".{name}.tmp" for name in [*names, MANIFEST, REPORT]]
+
+
+def _refuse_foreign(out: Path, old: Optional[Dict[str, Any]]) -> None:
+    refuse_foreign(out, foreign_files(out, _written_by(old), keep=[LOCK]), "annotate")
 
 
 def prepare_output(out: Path, manifest: Dict[str, Any], overwrite: bool) -> Dict[str, Any]:
@@ -150,17 +160,18 @@ def prepare_output(out: Path, manifest: Dict[str, Any], overwrite: bool) -> Dict
     RETURNS (Dict[str, Any]): The manifest to go on with (the earlier one when resuming).
     """
     old = read_manifest(out, say=lambda line: print(line, file=sys.stderr))
-    names = _own_file_names(out, old)
+    _refuse_foreign(out, old)
+    written = _written_by(old)
     if old is not None and overwrite:
-        for name in names:
-            (out / name).unlink()
+        remove_listed(out, written)
         old = None
     elif old is not None:
         _check_same(out, old, manifest)
         manifest["shards"] = old.get("shards", {})
-    for name in names:
-        if name.endswith(".tmp") and (out / name).exists():
-            (out / name).unlink()  # left by an interrupted run of this command
+    # Left by an interrupted run of this command.
+    remove_listed(out, [n for n in written if n.startswith(".")])
+    for stale in out.glob(TMP_PREFIX + "*"):
+        stale.unlink()
     write_manifest(out, manifest)
     return manifest
 
@@ -185,7 +196,10 @@ def _legacy_manifest(out: Path) -> Optional[Manifest]:
         return None
     if not isinstance(data, dict) or data.get("tool") != LEGACY_TOOL:
         return None
-    return Manifest.from_dict({**data, "command": "annotate"})
+    # It listed no files: its shards are those it records.
+    shards = data.get("shards")
+    files = [*map(str, shards)] if isinstance(shards, dict) else []
+    return Manifest.from_dict({**data, "command": "annotate", "files": files})
 
 
 def write_manifest(out: Path, manifest: Dict[str, Any]) -> None:
@@ -213,9 +227,7 @@ def write_json(path: Path, data: Dict[str, Any]) -> None:
     path (Path): The file.
     data (Dict[str, Any]): What it holds.
     """
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", "utf8")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def shard_name(index: int, output_format: str) -> str:
@@ -313,7 +325,7 @@ class _ShardFile:
 
     def __init__(self, out: Path, index: int, output_format: str) -> None:
         self.path = out / shard_name(index, output_format)
-        self.tmp = out / f".{self.path.name}.tmp"
+        self.tmp = out / f"{TMP_PREFIX}{self.path.name}"
         self.stats = ShardStats()
         self.fh: Optional[IO[str]] = None
         self.docbin: Any = None

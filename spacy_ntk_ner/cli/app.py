@@ -67,7 +67,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     except Terminated as err:
         name = signal.Signals(err.signum).name
-        print(f"interrupted ({name}); outputs were left as they were", file=sys.stderr)
+        if err.written:
+            print(
+                f"interrupted ({name}) while files were put in place, once all of them were",
+                file=sys.stderr,
+            )
+        else:
+            print(f"interrupted ({name}); outputs were left as they were", file=sys.stderr)
         return 128 + err.signum
     except KeyboardInterrupt:
         print("interrupted; outputs were left as they were", file=sys.stderr)

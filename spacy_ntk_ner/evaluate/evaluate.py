@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from spacy.training import Example
 
 from .._format import decimal3, percent
+from .._fs import Staged, staged
 from .._outputs import check_file_target, write_text
 from ..confidence.metrics import (
     brier_score,
@@ -146,7 +147,8 @@ def evaluate(
     """
     check_metric_targets(model, data, output, table)
     metrics = run_evaluation(model, data, gpu_id).metrics
-    write_metrics(metrics, output, table)
+    with staged() as stage:
+        write_metrics(stage, metrics, output, table)
     return metrics
 
 
@@ -168,12 +170,17 @@ def check_metric_targets(
         raise UserError(f"--table {table}: is the --output file too; name two files")
 
 
-def write_metrics(metrics: Dict[str, Any], output: Optional[Path], table: Optional[Path]) -> None:
-    """Write the metrics as JSON to `output` and as Markdown to `table` (each if given)."""
+def write_metrics(
+    stage: Staged, metrics: Dict[str, Any], output: Optional[Path], table: Optional[Path]
+) -> None:
+    """Write the metrics as JSON to `output` and as Markdown to `table` (each if given),
+    put in place with the rest of `stage`: an interrupted run changes neither."""
     if output is not None:
-        write_text(output, json.dumps(metrics, indent=2) + "\n")
+        with stage.file(output) as fh:
+            fh.write(json.dumps(metrics, indent=2) + "\n")
     if table is not None:
-        write_text(table, format_table(metrics) + "\n")
+        with stage.file(table) as fh:
+            fh.write(format_table(metrics) + "\n")
 
 
 def component_entities(examples: Sequence[Example], spans_key: str) -> List[ScoredEntity]:

@@ -21,7 +21,7 @@ from spacy import displacy
 
 from .. import __version__
 from .._format import decimal3, percent
-from .._fs import replace_dir
+from .._fs import Staged, replace_dir, staged
 from .._outputs import (
     Manifest,
     Say,
@@ -29,6 +29,7 @@ from .._outputs import (
     check_target,
     foreign_files,
     read_manifest,
+    refuse_foreign,
     write_manifest,
 )
 from ..confidence.metrics import precision_recall_at
@@ -90,8 +91,10 @@ def evaluate_with_report(
     if importlib.util.find_spec("matplotlib") is None:
         raise UserError('--report: the plots need matplotlib; pip install "spacy-ntk-ner[report]"')
     evaluation = run_evaluation(model, data, gpu_id)
-    write_metrics(evaluation.metrics, output, table)
-    write_report(report, evaluation, new, overwrite)
+    # The report and the metrics files are put in place together.
+    with staged() as stage:
+        write_metrics(stage, evaluation.metrics, output, table)
+        write_report(report, evaluation, new, overwrite, stage)
     return evaluation.metrics
 
 
@@ -127,17 +130,16 @@ def check_report_dir(
         return
     old = read_manifest(report, "evaluate", _legacy_report, say or (lambda line: None))
     foreign = foreign_files(report, old.files if old is not None else [])
-    if foreign:
-        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-        raise UserError(
-            f"--report: {report} holds files this command did not write ({shown}); "
-            "name a new or empty folder"
-        )
+    refuse_foreign(report, foreign, "evaluate", "--report")
     check_rerun(report, old, new, overwrite, contents=False)
 
 
 def write_report(
-    report: Path, evaluation: Evaluation, new: Manifest, overwrite: bool = False
+    report: Path,
+    evaluation: Evaluation,
+    new: Manifest,
+    overwrite: bool = False,
+    stage: Optional[Staged] = None,
 ) -> None:
     """Write the report into a temporary folder beside `report` and swap it in.
 
@@ -145,6 +147,7 @@ def write_report(
     evaluation (Evaluation): What `run_evaluation` found.
     new (Manifest): The report's manifest (`report_manifest`), without files.
     overwrite (bool): Replace a report of other inputs.
+    stage (Optional[Staged]): Swap it in with these outputs (None: now, on its own).
     """
     check_report_dir(report, new, overwrite)
 
@@ -152,7 +155,10 @@ def write_report(
         new.files = _write_files(tmp, evaluation)
         write_manifest(tmp, new)
 
-    replace_dir(report, write)
+    if stage is None:
+        replace_dir(report, write)
+    else:
+        stage.folder(report, write)
 
 
 def _write_files(folder: Path, evaluation: Evaluation) -> List[str]:

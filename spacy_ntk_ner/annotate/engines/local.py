@@ -97,12 +97,12 @@ def run_pool(
         # initializer ignores them before it unblocks them.
         with _run_signals_blocked():
             for chunk in first:
-                in_flight.append(executor.submit(_annotate_chunk, chunk))
+                in_flight.append(_submit(executor, chunk))
         del first
         while in_flight:
             done = _result(in_flight.popleft())
             for chunk in islice(chunks, 1):
-                in_flight.append(executor.submit(_annotate_chunk, chunk))
+                in_flight.append(_submit(executor, chunk))
             yield from done
     except BaseException:
         _stop(executor)
@@ -124,13 +124,26 @@ def _run_signals_blocked() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
+# What a pool with a dead worker is, wherever it shows: at a result or at a submission.
+WORKER_DIED = "--n-process: a worker process died (killed, or out of memory?)"
+
+
+def _submit(executor: ProcessPoolExecutor, chunk: List[Tuple[int, str]]) -> Future:
+    # A worker that died after it sent its last result breaks the pool between two
+    # results: the next submission is the first to hear of it.
+    try:
+        return executor.submit(_annotate_chunk, chunk)
+    except BrokenProcessPool:
+        raise UserError(WORKER_DIED) from None
+
+
 def _result(future: Future) -> List[Record]:
     try:
         return future.result()
     except UserError:
         raise  # already one line (a model a worker could not load)
     except BrokenProcessPool:
-        raise UserError("--n-process: a worker process died (killed, or out of memory?)") from None
+        raise UserError(WORKER_DIED) from None
     except Exception as err:
         # The worker's traceback stays chained to the error for the Python API.
         message = (str(err).strip().splitlines() or [""])[0]
@@ -144,11 +157,19 @@ def _stop(executor: ProcessPoolExecutor) -> None:
     # its workers; `_processes` is its map of them (None once it is shut down).
     processes = list((getattr(executor, "_processes", None) or {}).values())
     manager = getattr(executor, "_executor_manager_thread", None)
+    results = getattr(executor, "_result_queue", None)
     executor.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         process.kill()
     for process in processes:
         process.join()
+    # A worker killed while it sent a result leaves half a message in the results pipe,
+    # and the executor's thread waits for the rest for ever (and the interpreter for
+    # that thread at exit): with every worker gone, closing this process's own end of
+    # the pipe turns that wait into end-of-file, which the thread takes for a broken pool.
+    writer = getattr(results, "_writer", None)
+    if writer is not None:
+        writer.close()
     # The executor's own thread joins the workers too, and of two threads reaping one
     # child the loser can return before the winner has recorded the exit: wait for
     # that thread, so that no ended worker still reads as alive
