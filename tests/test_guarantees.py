@@ -530,6 +530,21 @@ MATRIX: Dict[str, Dict[str, Cell]] = {
         CASES[7]: ANNOTATE_SIGNALS,
         CASES[8]: ANNOTATE_SIGNALS,
     },
+    "init-config": {
+        CASES[0]: na("reads no input"),
+        CASES[1]: na("reads no input"),
+        CASES[2]: (["init-config", "model/config.cfg", "--overwrite"], "refused", None),
+        # Its one file: an existing file it did not write (or one edited since).
+        CASES[3]: (["init-config", "bio/a.txt"], "refused", None),
+        CASES[4]: na("reads no input"),
+        CASES[5]: na(
+            "writes one of the package's configs: it replaces one it wrote, unedited, "
+            "with the other (tests/test_init_config.py)"
+        ),
+        CASES[6]: na("reads no input"),
+        CASES[7]: na("writes one small file under a temporary name, renamed when complete"),
+        CASES[8]: na("writes one small file under a temporary name, renamed when complete"),
+    },
 }
 
 
