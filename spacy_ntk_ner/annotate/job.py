@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Generator, Optional, Sequence
 
+from .._format import rounded_floats
 from .._outputs import check_target
 from ..corpus.files import PathLike
 from ..loading import load_pipeline
@@ -143,7 +144,7 @@ def run_annotation(
         finally:
             records.close()  # stops the engine's workers now if the writing failed
         report = make_report(manifest, scan, writer, time.perf_counter() - start, options.engine)
-        write_json(out / REPORT, report)
+        write_json(out / REPORT, rounded_floats(report))
         write_manifest(out, manifest)  # now listing report.json too
     return report
 
