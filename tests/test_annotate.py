@@ -784,8 +784,9 @@ def test_cli_prints_the_report(models: Path, tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert f"Annotated {len(TEXTS)} document(s), {report['words']} words" in res.stdout
+    rows = [line.split() for line in res.stdout.splitlines()]
     for label, n in report["entities"].items():
-        assert f"  {label}  {n}  {report['mean_score'][label]:.3f}" in res.stdout
+        assert [label, f"{n:,}", f"{report['mean_score'][label]:.3f}"] in rows
 
 
 @pytest.mark.slow

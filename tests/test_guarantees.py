@@ -532,6 +532,21 @@ MATRIX: Dict[str, Dict[str, Cell]] = {
         CASES[7]: (ANNOTATE_TWO_SHARDS, "SIGINT", None),
         CASES[8]: (ANNOTATE_TWO_SHARDS, "SIGTERM", None),
     },
+    "init-config": {
+        CASES[0]: na("reads no input"),
+        CASES[1]: na("reads no input"),
+        CASES[2]: (["init-config", "model/config.cfg", "--overwrite"], "refused", None),
+        # Its one file: an existing file it did not write (or one edited since).
+        CASES[3]: (["init-config", "bio/a.txt"], "refused", None),
+        CASES[4]: na("reads no input"),
+        CASES[5]: na(
+            "writes one of the package's configs: it replaces one it wrote, unedited, "
+            "with the other (tests/test_init_config.py)"
+        ),
+        CASES[6]: na("reads no input"),
+        CASES[7]: (["init-config", "out.cfg", "--overwrite"], "SIGINT", "stale:out.cfg"),
+        CASES[8]: (["init-config", "out.cfg", "--overwrite"], "SIGTERM", "stale:out.cfg"),
+    },
 }
 
 

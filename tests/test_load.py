@@ -101,9 +101,9 @@ def test_a_pipeline_with_the_0_1_setting_names_loads_and_predicts(
     config = Config().from_disk(path / "config.cfg", interpolate=False)
     ner_config = config["components"]["ntk_ner"]
     for new_name, old_name in old_names.items():
-        # A 0.1 config has the old name set and no new name (nor the `k = null` lines
-        # that spaCy's fill writes now).
-        assert ner_config.pop(old_name) is None
+        # A 0.1 config has the old name set and no new name; a pipeline saved now has
+        # only the new name.
+        assert old_name not in ner_config
         ner_config[old_name] = ner_config.pop(new_name)
     config.to_disk(path / "config.cfg", interpolate=False)
     assert "\nk = 2\n" in (path / "config.cfg").read_text()
@@ -113,6 +113,14 @@ def test_a_pipeline_with_the_0_1_setting_names_loads_and_predicts(
     ner = nlp.get_pipe("ntk_ner")
     assert (ner.cfg["n_passes"], ner.cfg["agreement_weight"]) == (2, 0.5)
     assert ner.cfg["agreement_warmup_steps"] == 3
+    # The pipeline keeps its config under the new names: saved again, it loads quietly.
+    shown = nlp.config["components"]["ntk_ner"]
+    assert not set(old_names.values()) & set(shown)
+    assert (shown["n_passes"], shown["agreement_weight"], shown["agreement_warmup_steps"]) == (
+        2,
+        0.5,
+        3,
+    )
     reference = spacy.load(saved)
     for text, _ in TRAIN:
         got, want = nlp(text), reference(text)
@@ -167,3 +175,23 @@ def test_a_pipeline_saved_by_0_1_0_predicts_as_it_did() -> None:
         group = doc.spans["ntk_ner"]
         assert [[s.start_char, s.end_char, s.label_] for s in group] == row["spans"]
         assert group.attrs["scores"] == pytest.approx(row["scores"], abs=1e-4)
+
+
+def test_configs_spacy_fills_show_no_0_1_names(tmp_path: Path) -> None:
+    """spaCy's fill (`spacy init fill-config`, `spacy init config -p ntk_ner`) writes
+    every argument the factory lists: the 0.1 names are read, never shown, and a
+    pipeline saved by 0.1.0 (with `k = null` lines) keeps loading."""
+    minimal = (
+        '[nlp]\nlang = "en"\npipeline = ["ntk_ner"]\n\n'
+        '[components]\n\n[components.ntk_ner]\nfactory = "ntk_ner"\n'
+    )
+    config = Config().from_str(minimal)
+    filled = spacy.util.load_model_from_config(config, auto_fill=True).config
+    ner_config = filled["components"]["ntk_ner"]
+    assert "n_passes" in ner_config
+    assert not {"k", "alpha", "alpha_warmup_steps"} & set(ner_config)
+    old = spacy.load(FIXTURES / "pipeline-0.1.0" / "pipeline")
+    assert "\nk = null\n" in (FIXTURES / "pipeline-0.1.0" / "pipeline" / "config.cfg").read_text()
+    old.to_disk(tmp_path / "resaved")
+    assert "alpha" not in (tmp_path / "resaved" / "config.cfg").read_text()
+    assert spacy.load(tmp_path / "resaved").get_pipe("ntk_ner").cfg == old.get_pipe("ntk_ner").cfg

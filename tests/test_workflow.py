@@ -46,10 +46,6 @@ def test_config_fills_unchanged(name: str, tmp_path: Path) -> None:
     fill_config(tmp_path / "filled.cfg", path, silent=True)
     original = Config().from_disk(path, interpolate=False)
     filled = Config().from_disk(tmp_path / "filled.cfg", interpolate=False)
-    # spaCy's fill writes the deprecated 0.1 names of ntk_ner's settings, unset.
-    if "ntk_ner" in original["components"]:
-        for old_name in ("k", "alpha", "alpha_warmup_steps"):
-            assert filled["components"]["ntk_ner"].pop(old_name) is None
     assert filled == original
 
 

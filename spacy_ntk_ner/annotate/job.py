@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Generator, Optional, Sequence
 
+from .._format import rounded_floats
 from .._outputs import check_target
 from ..corpus.files import PathLike
 from ..loading import load_pipeline
@@ -142,7 +143,9 @@ def run_annotation(
             writer.write(records, documents.held, pending)
         finally:
             records.close()  # stops the engine's workers now if the writing failed
-        report = make_report(manifest, scan, writer, time.perf_counter() - start, options.engine)
+        seconds = time.perf_counter() - start
+        # As report.json has it: what the call returns is what a rerun reads back.
+        report = rounded_floats(make_report(manifest, scan, writer, seconds, options.engine))
         write_json(out / REPORT, report)
         write_manifest(out, manifest)  # now listing report.json too
     return report

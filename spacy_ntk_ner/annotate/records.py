@@ -15,6 +15,7 @@ import srsly
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from .._format import rounded
 from ..errors import UserError
 
 # The factory of the components whose scored spans are written.
@@ -108,7 +109,7 @@ def doc_spans(doc: Doc, source: SpanSource, threshold: Optional[float]) -> List[
             "token_start": span.start,
             "token_end": span.end - 1,
             "label": span.label_,
-            "score": None if score is None else float(score),
+            "score": None if score is None else rounded(float(score)),
         }
         for span, score in pairs
     ]

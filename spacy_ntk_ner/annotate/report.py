@@ -4,6 +4,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Dict
 
+from .._format import aligned, decimal3
 from ..corpus.files import PathLike
 from .inputs import InputScan
 from .output import REPORT, ShardWriter
@@ -66,10 +67,10 @@ def format_annotate_report(report: Dict[str, Any], output_dir: PathLike) -> str:
             f"{report['words_per_second']:,.0f} words/s over {report['seconds']:.1f} s "
             f"({report['engine']})"
         )
-    lines.append("label  entities  mean score")
+    rows = [("label", "entities", "mean score")]
     for label, n in report["entities"].items():
-        mean = report["mean_score"][label]
-        lines.append(f"  {label}  {n:,}  {'-' if mean is None else f'{mean:.3f}'}")
+        rows.append((label, f"{n:,}", decimal3(report["mean_score"][label])))
+    lines.extend(aligned(rows, (False, True, True), indent="  "))
     if report["duplicate_ids"]:
         lines.append(f"{report['duplicate_ids']:,} document(s) repeat an earlier id")
     skipped = report["skipped_lines"]

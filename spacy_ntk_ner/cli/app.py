@@ -1,4 +1,5 @@
-"""The command line: `python -m spacy_ntk_ner convert|export|evaluate|calibrate|visualize|annotate`.
+"""The command line: `python -m spacy_ntk_ner
+init-config|convert|export|evaluate|calibrate|visualize|annotate`.
 
 Input problems end the command with one line and exit status 1: `FILE:LINE: what is
 wrong` about a line, `FILE: what is wrong` about a whole file, `--option: what is
@@ -20,7 +21,8 @@ from ._options import HelpFormatter
 from .parsers import COMMAND_PARSERS
 
 DESCRIPTION = (
-    "BIO corpora to spaCy pipelines, and pipelines over corpora. Commands: convert and "
+    "BIO corpora to spaCy pipelines, and pipelines over corpora. Commands: init-config "
+    "(the recommended training config), convert and "
     "export (BIO files to DocBin shards and back), evaluate, calibrate and visualize (a "
     "trained pipeline's entities and their scores), annotate (a pipeline over a corpus, "
     "on this machine or a Ray cluster). `COMMAND --help` says more."
@@ -49,7 +51,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     end_on_termination()
     # Each command's handler is the module of its name, imported only now: the library
     # behind it imports spaCy, which `--help` and a wrong option do without.
-    handler = importlib.import_module(f"{__package__}.{args.command}")
+    handler = importlib.import_module(f"{__package__}.{args.command.replace('-', '_')}")
     try:
         return int(handler.run(args))
     except BrokenPipeError:

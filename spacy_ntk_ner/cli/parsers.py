@@ -266,7 +266,32 @@ def add_annotate_parser(subparsers: Any) -> None:
     add_quiet(ann)
 
 
+def add_init_config_parser(subparsers: Any) -> None:
+    """Add `init-config`: write the recommended training config."""
+    init = add_command(
+        subparsers,
+        "init-config",
+        "write the recommended training config of ntk_ner",
+        "Write the recommended config for `spacy train`, as `spacy init config` does for "
+        "spaCy's own components: ntk_ner with the calibration callback and the "
+        "partial-label weight where it was measured best, the corpora and the training "
+        "block. An existing OUT.cfg is replaced only if init-config wrote it and it was "
+        "not edited since.",
+    )
+    init.add_argument(
+        "output", type=Path, metavar="OUT.cfg", help="the config file to write; - for stdout"
+    )
+    init.add_argument(
+        "--gpu",
+        action="store_true",
+        help="a transformer encoder with mixed precision, for a GPU (needs the "
+        "[transformers] extra) instead of spaCy's CNN tok2vec for a CPU",
+    )
+    add_overwrite(init, "replace an OUT.cfg that holds something else")
+
+
 COMMAND_PARSERS = (
+    add_init_config_parser,
     add_convert_parser,
     add_export_parser,
     add_evaluate_parser,

@@ -20,7 +20,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.training import Example
 
-from .._format import decimal3
+from .._format import aligned, decimal3, rounded_floats
 from .._fs import replace_dir
 from .._outputs import check_target as check_output_target
 from ..corpus.docbin import load_examples
@@ -196,7 +196,7 @@ def _set_threshold(nlp: Language, name: str, chosen: Dict[str, Any]) -> None:
     assert isinstance(pipe, NTKEntityRecognizer)
     pipe.cfg["threshold"] = threshold
     nlp.get_pipe_config(name)["threshold"] = threshold
-    figures = {k: chosen[k] for k in DEV_FIGURES}
+    figures = rounded_floats({k: chosen[k] for k in DEV_FIGURES})
     _record(nlp, name, {"target": chosen["target"], "threshold": threshold, "dev": figures})
 
 
@@ -376,13 +376,14 @@ def _fit_lines(name: str, r: Dict[str, Any], data: Path) -> List[str]:
         f"cross-fitted error {decimal3(cross['shared'])} with one map, "
         f"{decimal3(cross['per_label'])} with maps per label"
     )
+    rows = [("label", "entities", "map", "cross-fitted ECE: shared", "per label")]
     for label, row in r["labels"].items():
         own = r["per_label"].get(label)
-        which = f"own map a={own[0]:.3f} b={own[1]:.3f}" if own else "shared map"
-        lines.append(
-            f"  {label}: {row['n']} entities, {which}; cross-fitted error "
-            f"{decimal3(row['ece_shared'])} shared, {decimal3(row['ece_per_label'])} per label"
-        )
+        which = f"own: a={own[0]:.3f} b={own[1]:.3f}" if own else "shared"
+        shared, per_label = decimal3(row["ece_shared"]), decimal3(row["ece_per_label"])
+        rows.append((label, f"{row['n']:,}", which, shared, per_label))
+    if len(rows) > 1:
+        lines.extend(aligned(rows, (False, True, False, True, True), indent="  "))
     return lines
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, DefaultDict, Dict, List, Tuple
 
+from .._format import aligned
 from .dialect import Dialect
 from .repair import Repair
 
@@ -100,16 +101,9 @@ def format_convert_report(stats: Dict[str, Any], output_dir: Path) -> str:
     rows.append(("entities", *(f"{sum(splits[n]['entities'].values()):,}" for n in names)))
     for label in labels:
         rows.append((f"  {label}", *(f"{splits[n]['entities'].get(label, 0):,}" for n in names)))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [f"Converted {stats['files']} file(s) into {output_dir}"]
     lines.extend(_dialect_lines(stats.get("dialects") or {}))
-    for r in rows:
-        lines.append(
-            "  ".join(
-                cell.ljust(w) if i == 0 else cell.rjust(w)
-                for i, (cell, w) in enumerate(zip(r, widths))
-            )
-        )
+    lines.extend(aligned(rows, [False] + [True] * len(names)))
     repairs = stats["repairs"]
     if repairs:
         total = sum(r["count"] for r in repairs.values())

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from spacy.training import Example
 
-from .._format import decimal3, percent
+from .._format import decimal3, markdown_table, percent, rounded_floats
 from .._fs import Staged, staged
 from .._outputs import check_file_target, write_text
 from ..confidence.metrics import (
@@ -177,7 +177,7 @@ def write_metrics(
     put in place with the rest of `stage`: an interrupted run changes neither."""
     if output is not None:
         with stage.file(output) as fh:
-            fh.write(json.dumps(metrics, indent=2) + "\n")
+            fh.write(json.dumps(rounded_floats(metrics), indent=2) + "\n")
     if table is not None:
         with stage.file(table) as fh:
             fh.write(format_table(metrics) + "\n")
@@ -280,18 +280,15 @@ def format_table(metrics: Dict[str, Any]) -> str:
     """
     calibration = metrics.get("calibration") or {}
     ece_of = {k: v["ece"] for k, v in calibration_per_label(metrics).items()}
-    rows = ["| label | P | R | F | ECE |", "| --- | ---: | ---: | ---: | ---: |"]
+    cells = [("label", "P", "R", "F", "ECE")]
     per_type = metrics.get("ents_per_type") or {}
     for label in sorted(per_type):
         t = per_type[label]
-        rows.append(
-            f"| {label} | {percent(t['p'])} | {percent(t['r'])} | {percent(t['f'])} "
-            f"| {decimal3(ece_of.get(label))} |"
-        )
-    rows.append(
-        f"| **all** | {percent(metrics.get('ents_p'))} | {percent(metrics.get('ents_r'))} "
-        f"| {percent(metrics.get('ents_f'))} | - |"
-    )
+        ece = decimal3(ece_of.get(label))
+        cells.append((label, percent(t["p"]), percent(t["r"]), percent(t["f"]), ece))
+    p, r, f = (percent(metrics.get(k)) for k in ("ents_p", "ents_r", "ents_f"))
+    cells.append(("**all**", p, r, f, "-"))
+    rows = markdown_table(cells, (False, True, True, True, True))
     for name, cal in calibration.items():
         rows.append("\n" + format_confidence(name, cal))
     return "\n".join(rows)
@@ -307,13 +304,18 @@ def format_confidence(name: str, cal: Dict[str, Any]) -> str:
     if "uncalibrated" in cal:
         rows.append(f"{name}: the scores are uncalibrated: {cal['uncalibrated']}")
     if cal.get("at_thresholds"):
-        rows += ["", "| threshold | P | R | entities kept |", "| ---: | ---: | ---: | ---: |"]
+        cells = [("threshold", "P", "R", "entities kept")]
         for r in cal["at_thresholds"]:
             mark = " (configured)" if r["threshold"] == cal.get("threshold") else ""
-            rows.append(
-                f"| {r['threshold']:.4g}{mark} | {percent(r['precision'])} "
-                f"| {percent(r['recall'])} | {r['kept']} |"
+            cells.append(
+                (
+                    f"{r['threshold']:.4g}{mark}",
+                    percent(r["precision"]),
+                    percent(r["recall"]),
+                    f"{r['kept']:,}",
+                )
             )
+        rows += ["", *markdown_table(cells, (True, True, True, True))]
     target = cal.get("target")
     if target:
         dev = target["dev"]

@@ -1,7 +1,14 @@
 """The `ntk_ner` factory: builds the component from its config, reading the settings'
-0.1 names with a FutureWarning."""
+0.1 names with a FutureWarning.
 
-from typing import Callable, List, Optional
+The factory must list the 0.1 names for spaCy to accept a config that has them, and
+spaCy's config system writes every listed argument into the config it keeps (which
+`nlp.config`, `spacy init fill-config` and every saved pipeline show). So the factory
+also has the pipeline keep each `ntk_ner` config with the old names folded into the
+new ones (`_NewNames`): the old names are read, never shown.
+"""
+
+from typing import Any, Callable, Dict, List, Optional
 
 from spacy.language import Language
 from spacy.tokens import Doc
@@ -9,7 +16,7 @@ from thinc.api import Model
 from thinc.types import Floats2d
 
 from .component import NTKEntityRecognizer
-from .settings import DEFAULT_CONFIG, renamed_settings
+from .settings import DEFAULT_CONFIG, fold_renamed, renamed_settings
 
 
 @Language.factory(
@@ -65,6 +72,7 @@ def make_ntk_ner(
         FutureWarning if given (not null); an error if the new name is set too.
     RETURNS (NTKEntityRecognizer): The component.
     """
+    _keep_new_names(nlp)
     passes = renamed_settings(
         {
             "n_passes": n_passes,
@@ -85,3 +93,24 @@ def make_ntk_ner(
         scorer=scorer,
         **passes,
     )
+
+
+class _NewNames(dict):
+    """`Language._pipe_configs` (each component's config, by name), storing each
+    `ntk_ner` config with the settings' 0.1 names folded into the new ones. spaCy
+    stores a component's config right after its factory returns, so the factory can
+    only hand the pipeline this mapping beforehand.
+    """
+
+    def __setitem__(self, name: str, config: Dict[str, Any]) -> None:
+        if config.get("factory") == "ntk_ner":
+            fold_renamed(config)
+        super().__setitem__(name, config)
+
+
+def _keep_new_names(nlp: Language) -> None:
+    # Only a plain dict is replaced: a spaCy that keeps its configs otherwise shows
+    # the 0.1 names as `null`, as before, and loads the same.
+    configs = getattr(nlp, "_pipe_configs", None)
+    if type(configs) is dict:
+        nlp._pipe_configs = _NewNames(configs)

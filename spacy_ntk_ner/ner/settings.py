@@ -89,6 +89,19 @@ def renamed_settings(settings: Dict[str, Any], old: Dict[str, Any]) -> Dict[str,
     return out
 
 
+def fold_renamed(config: Dict[str, Any]) -> None:
+    """Fold a component config's 0.1 names into the new ones, in place: an old name
+    set (not None) gives its value to its new name, and every old name goes. The
+    factory has already refused an old and a new name both set.
+
+    config (Dict[str, Any]): The component's config.
+    """
+    for old_name, new_name in RENAMED_SETTINGS.items():
+        value = config.pop(old_name, None)
+        if value is not None:
+            config[new_name] = value
+
+
 def check_settings(settings: Mapping[str, Any]) -> None:
     """Raise a UserError naming every setting out of its range.
 
