@@ -19,9 +19,10 @@ Padding positions score NEG, so nothing flows through them.
 
 A step reads each tag's allowed neighbours only (`tag_scheme.StepPlan`): under BILUO a
 quarter of the K x K products and candidates. The terms it leaves out are the zeros
-of `exp(T)` (which add nothing to a sum) and the NEG-scored transitions (which never
-win a maximum), and it takes the others in tag order, so it computes what a dense
-step computes, bit for bit. Decoding reads the recursions only where the entities'
+of `exp(T)`, which add nothing to a sum, and the NEG-scored transitions, which win a
+maximum only where every allowed predecessor is out of reach too (a dense step's
+path never passes there); it takes the others in tag order, so it computes what a
+dense step computes, bit for bit. Decoding reads the recursions only where the entities'
 probabilities need them (`recursions`), not the whole arrays of `marginals`.
 
 On the CPU the products are `einsum`s, not `@` (`_product`): a BLAS product sums in an
