@@ -70,6 +70,8 @@ def format_annotate_report(report: Dict[str, Any], output_dir: PathLike) -> str:
     for label, n in report["entities"].items():
         mean = report["mean_score"][label]
         lines.append(f"  {label}  {n:,}  {'-' if mean is None else f'{mean:.3f}'}")
+    if report.get("note"):
+        lines.append(report["note"])
     if report["duplicate_ids"]:
         lines.append(f"{report['duplicate_ids']:,} document(s) repeat an earlier id")
     skipped = report["skipped_lines"]
