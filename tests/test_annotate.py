@@ -557,6 +557,9 @@ def test_a_small_input_runs_in_one_process_and_says_so(models: Path, tmp_path: P
     report = annotate(model, [path], tmp_path / "two", n_process=2, on_progress=count_workers)
     assert seen and max(seen) == 0  # no worker ever started
     assert report["note"].startswith("--n-process 2: annotated in one process")
+    assert report["note"].endswith("fill one chunk of --batch-size 256")
+    many_chunks = annotate(model, [path], tmp_path / "two-b", n_process=2, batch_size=2)
+    assert many_chunks["note"].endswith("characters take less time than starting worker processes")
     assert "note" not in annotate(model, [path], tmp_path / "one")
     assert lines(tmp_path / "two") == lines(tmp_path / "one")
     summary = format_annotate_report(report, tmp_path / "two")

@@ -11,7 +11,7 @@ document in Prodigy's span format, or DocBin files. The job checks its options
 
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Generator, Optional, Sequence
+from typing import Any, Callable, Dict, Generator, Optional, Sequence, Tuple
 
 from .._outputs import check_target
 from ..corpus.files import PathLike
@@ -157,9 +157,8 @@ def run_annotation(
             )
             note = None
             if pool is not None:
-                note = _fit_pool(pool, scan, len(pending) * settings.shard_size)
-                if note is not None:
-                    pool = None
+                runs, note = _fit_pool(pool, scan, len(pending) * settings.shard_size)
+                pool = pool if runs else None
             records = _start_engine(nlp, model, documents, source, options, pool)
             del nlp  # only the in-process engine keeps it: workers and actors load their own
             try:
@@ -191,23 +190,30 @@ def _start_when_large(pool: WorkerPool) -> Callable[[InputScan], None]:
     return watch
 
 
-def _fit_pool(pool: WorkerPool, scan: InputScan, pending_docs: int) -> Optional[str]:
+def _fit_pool(pool: WorkerPool, scan: InputScan, pending_docs: int) -> Tuple[bool, Optional[str]]:
     """Size the pool to the documents still to annotate (`pool_size`): start it if
     the scan did not; if one process is enough, end it.
 
-    RETURNS (Optional[str]): Why the job runs in one process, if it does.
+    RETURNS (Tuple[bool, Optional[str]]): Whether the pool runs, and if not and there
+        is work, why the job runs in one process.
     """
     docs = min(pending_docs, scan.docs)
     chars = scan.chars * docs // max(scan.docs, 1)
     n = pool_size(docs, chars, pool.n_process, pool.batch_size)
     if n > 1:
         pool.start(n)
-        return None
+        return True, None
     pool.stop()
-    return (
-        f"--n-process {pool.n_process}: annotated in one process, as {docs:,} document(s) "
-        f"of {chars:,} characters take less time than starting worker processes"
-    )
+    if not docs:
+        return False, None
+    if docs <= pool.batch_size:
+        why = f"{docs:,} document(s) fill one chunk of --batch-size {pool.batch_size}"
+    else:
+        why = (
+            f"{docs:,} document(s) of {chars:,} characters take less time than starting "
+            "worker processes"
+        )
+    return False, f"--n-process {pool.n_process}: annotated in one process, as {why}"
 
 
 def _start_engine(
