@@ -11,17 +11,29 @@ from typing import Any, Dict, List, Optional, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
+# Every thread pool a benchmark's processes may use, pinned to one thread.
+ONE_THREAD = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "BLIS_NUM_THREADS": "1",
+    "TORCH_NUM_THREADS": "1",
+}
 
 
-def sh(cmd: List[str], log: Path) -> str:
+def sh(cmd: List[str], log: Path, env: Optional[Dict[str, str]] = None) -> str:
     """Run a command (offline for Hugging Face), append its output to `log`, stop on failure.
 
+    env (Optional[Dict[str, str]]): Variables to set for it besides this process's.
     RETURNS (str): Its standard output.
     """
     with log.open("a") as fh:
         fh.write("$ " + " ".join(cmd) + "\n")
         res = subprocess.run(
-            cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+            cmd,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
         )
         fh.write(res.stdout + res.stderr)
     if res.returncode != 0:
@@ -112,17 +124,26 @@ def score(model: Path, data: Path, out: Path, log: Path) -> Dict[str, Any]:
 
 
 def speed_in_turns(
-    models: Dict[str, Path], data: Path, log: Path, rounds: int = 2, extra: Sequence[str] = ()
+    models: Dict[str, Path],
+    data: Path,
+    log: Path,
+    rounds: int = 2,
+    extra: Sequence[str] = (),
+    code: Optional[Dict[str, Path]] = None,
 ) -> Dict[str, List[float]]:
     """Inference words per second from `spacy benchmark speed`, the models taking turns
     so that a change in the machine's load falls on all of them.
 
+    code (Optional[Dict[str, Path]]): For some models, a folder holding another
+        version's `spacy_ntk_ner` package, which their runs import (`PYTHONPATH`).
     RETURNS (Dict[str, List[float]]): One mean per round for each model.
     """
     found: Dict[str, List[float]] = {name: [] for name in models}
     for _ in range(rounds):
         for name, model in models.items():
-            out = sh([PY, "-m", "spacy", "benchmark", "speed", str(model), str(data), *extra], log)
+            cmd = [PY, "-m", "spacy", "benchmark", "speed", str(model), str(data), *extra]
+            folder = (code or {}).get(name)
+            out = sh(cmd, log, {"PYTHONPATH": str(folder)} if folder else None)
             mean = re.search(r"Mean: ([0-9.]+) words/s", re.sub(r"\x1b\[[0-9;]*m", "", out))
             if mean is None:
                 raise SystemExit(f"no speed in the output of spacy benchmark speed for {model}")

@@ -32,14 +32,9 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from _common import ONE_THREAD
+
 PY = sys.executable
-ONE_THREAD = {
-    "OMP_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "BLIS_NUM_THREADS": "1",
-    "TORCH_NUM_THREADS": "1",
-}
 
 
 def _vm_hwm_kb(pid: int) -> Optional[int]:

@@ -18,14 +18,20 @@ Usage: python benchmarks/bench_ner.py WIKISER_DEV_TXT --workdir DIR [--epochs 7]
 4. Measures inference words per second with `spacy benchmark speed` for each model,
    the models taking turns, twice each.
 Writes DIR/results.json and prints it.
+
+`--speed NAME=MODEL[@CODE] ...` does step 4 alone, on models already trained, on
+DIR/corpus/dev (split as in step 1), one BLAS/OpenMP thread, `--rounds` turns each:
+`@CODE` runs that model with the `spacy_ntk_ner` package of the folder CODE (another
+version, e.g. `git archive` of an earlier commit), to compare versions side by side.
 """
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any, Dict, List
 
-from _common import score, speed_in_turns, split_corpus, train
+from _common import ONE_THREAD, score, speed_in_turns, split_corpus, train
 
 
 def heldout_ece(model: Path, data: Path) -> Dict[str, Any]:
@@ -39,6 +45,27 @@ def heldout_ece(model: Path, data: Path) -> Dict[str, Any]:
     return {"ece_heldout_2fold": found["ece"], "ece_uncalibrated": found["ece_uncalibrated"]}
 
 
+def speed_only(specs: List[str], work: Path, rounds: int, batches: int) -> None:
+    """Step 4 alone: `NAME=MODEL[@CODE]` models in turns on one thread."""
+    models: Dict[str, Path] = {}
+    code: Dict[str, Path] = {}
+    for spec in specs:
+        name, _, where = spec.partition("=")
+        model, _, folder = where.partition("@")
+        models[name] = Path(model)
+        if folder:
+            code[name] = Path(folder).resolve()
+    os.environ.update(ONE_THREAD)
+    log = work / "speed-log.txt"
+    extra = ["--batches", str(batches)]
+    found = speed_in_turns(models, work / "corpus" / "dev", log, rounds, extra, code)
+    names = list(found)
+    ratios = {f"{a} / {b}": max(found[a]) / max(found[b]) for a in names for b in names if a != b}
+    result = {"words_per_s": found, "best_ratios": ratios}
+    print(json.dumps(result, indent=2))
+    (work / "speed.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("dev", type=Path)
@@ -47,11 +74,19 @@ def main() -> None:
     parser.add_argument("--agreement-weight", type=float, default=10.0)
     # 0: as the README's figures were measured, before configs/cpu.cfg set 0.1.
     parser.add_argument("--o-unknown-weight", type=float, default=0.0)
+    parser.add_argument("--speed", nargs="+", metavar="NAME=MODEL[@CODE]")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--batches", type=int, default=50)
     args = parser.parse_args()
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
     log = work / "log.txt"
     corpus = work / "corpus"
+    if args.speed:
+        if not (corpus / "dev").is_dir():
+            split_corpus(args.dev, corpus, log)
+        speed_only(args.speed, work, args.rounds, args.batches)
+        return
     stats = split_corpus(args.dev, corpus, log)
     n_train_words = stats["splits"]["train"]["tokens"]
     # batch_by_words compounds from 100 to 1000 words a batch: about 470 steps an epoch

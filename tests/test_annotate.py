@@ -24,10 +24,19 @@ from util import (
     write,
 )
 
-from spacy_ntk_ner.annotate import AnnotateOptions, InputOptions, Settings, annotate, run_annotation
-from spacy_ntk_ner.annotate.engines.local import run_pool
+from spacy_ntk_ner.annotate import (
+    AnnotateOptions,
+    InputOptions,
+    Settings,
+    annotate,
+    job,
+    run_annotation,
+)
+from spacy_ntk_ner.annotate.engines import local
+from spacy_ntk_ner.annotate.engines.local import pool_size, run_pool
 from spacy_ntk_ner.annotate.engines.ray import check_nodes
 from spacy_ntk_ner.annotate.records import SpanSource
+from spacy_ntk_ner.annotate.report import format_annotate_report
 from spacy_ntk_ner.corpus.files import BIOError
 from spacy_ntk_ner.corpus.grouping import space_after
 from spacy_ntk_ner.errors import UserError
@@ -334,6 +343,13 @@ def temporary_files(out: Path) -> List[str]:
     return sorted(p.name for pattern in (".ntk-tmp-*", ".*.tmp") for p in out.glob(pattern))
 
 
+@pytest.fixture
+def any_size_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--n-process` starts its pool however small the input (these tests' inputs are
+    far under `POOL_MIN_CHARS`)."""
+    monkeypatch.setattr(local, "POOL_MIN_CHARS", 0)
+
+
 def workers_left(patience: float = 5.0) -> List[Any]:
     """The child processes still running, waiting up to `patience` seconds for ended
     ones to be reaped (a worker the pool's own thread reaps can read as alive for a
@@ -525,6 +541,7 @@ def docbin_spans(docs: List[Any]) -> List[List[Tuple]]:
 
 
 @pytest.mark.parametrize("output_format", ["jsonl", pytest.param("docbin", marks=pytest.mark.slow)])
+@pytest.mark.usefixtures("any_size_pool")
 def test_two_processes_equal_one(models: Path, tmp_path: Path, output_format: str) -> None:
     path = write(
         tmp_path,
@@ -555,7 +572,67 @@ def test_two_processes_equal_one(models: Path, tmp_path: Path, output_format: st
     assert close(want, expected(models / "ntk", TEXTS * 3, threshold=0.2))
 
 
+def test_pool_size_is_one_process_for_small_inputs() -> None:
+    big = local.POOL_MIN_CHARS
+    assert pool_size(10_000, big - 1, 2, 256) == 1  # too little text
+    assert pool_size(256, big, 2, 256) == 1  # one chunk: nothing to share
+    assert pool_size(257, big, 2, 256) == 2
+    assert pool_size(3 * 256, big, 8, 256) == 3  # no more workers than chunks
+    assert pool_size(10_000, big, 2, 256) == 2
+
+
+def test_a_small_input_runs_in_one_process_and_says_so(models: Path, tmp_path: Path) -> None:
+    path = make_input(tmp_path, "txt", TEXTS * 3)
+    seen: List[int] = []
+
+    def count_workers(docs: int, words: int) -> None:
+        seen.append(len(multiprocessing.active_children()))
+
+    model = str(models / "ntk")
+    report = annotate(model, [path], tmp_path / "two", n_process=2, on_progress=count_workers)
+    assert seen and max(seen) == 0  # no worker ever started
+    assert report["note"].startswith("--n-process 2: annotated in one process")
+    assert report["note"].endswith("fill one chunk of --batch-size 256")
+    many_chunks = annotate(model, [path], tmp_path / "two-b", n_process=2, batch_size=2)
+    assert many_chunks["note"].endswith("characters take less time than starting worker processes")
+    assert "note" not in annotate(model, [path], tmp_path / "one")
+    assert lines(tmp_path / "two") == lines(tmp_path / "one")
+    summary = format_annotate_report(report, tmp_path / "two")
+    assert report["note"] in summary.splitlines()
+
+
+def test_the_pool_starts_while_the_inputs_are_read(
+    models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers start during the scan, once it has found enough text for all of them,
+    not after it; the rest of the scan and the job then run with them."""
+    monkeypatch.setattr(local, "POOL_MIN_CHARS", 100)
+    path = make_input(tmp_path, "txt", TEXTS * 6)
+    scanned: List[int] = []
+    starts: List[Tuple[int, int]] = []
+    scan = job.scan_inputs
+
+    def scan_and_count(*args: Any, **kwargs: Any) -> Any:
+        found = scan(*args, **kwargs)
+        scanned.append(found.docs)
+        return found
+
+    start = local.WorkerPool.start
+
+    def counting_start(pool: Any, n_workers: Optional[int] = None) -> None:
+        starts.append((len(scanned), n_workers or pool.n_process))
+        start(pool, n_workers)
+
+    monkeypatch.setattr(job, "scan_inputs", scan_and_count)
+    monkeypatch.setattr(local.WorkerPool, "start", counting_start)
+    report = annotate(str(models / "ntk"), [path], tmp_path / "out", n_process=2, batch_size=4)
+    assert starts and starts[0] == (0, 2)  # started before the scan had returned
+    assert "note" not in report and report["documents"] == scanned[0]
+    assert workers_left() == []
+
+
 @pytest.mark.slow
+@pytest.mark.usefixtures("any_size_pool")
 def test_interrupted_two_process_run_resumes(models: Path, tmp_path: Path) -> None:
     path = make_input(tmp_path, "txt", TEXTS * 2)
     model = str(models / "ntk")
@@ -580,6 +657,7 @@ def test_interrupted_two_process_run_resumes(models: Path, tmp_path: Path) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("any_size_pool")
 def test_a_killed_worker_is_a_one_line_error(models: Path, tmp_path: Path) -> None:
     """Workers killed (the OOM killer) with work left: one line. All of them: one
     killed while idle can go unnoticed while another does the rest, and the run then

@@ -9,7 +9,7 @@ from util import scored_paths
 from spacy_ntk_ner.ner._crf import lattice as crf
 from spacy_ntk_ner.ner._crf import loss as crf_loss
 from spacy_ntk_ner.ner._crf.lattice import Lattice, Params
-from spacy_ntk_ner.ner._crf.tag_scheme import Entities, TagScheme
+from spacy_ntk_ner.ner._crf.tag_scheme import Entities, StepPlan, TagScheme
 
 LENGTHS = [4, 1, 3]
 
@@ -188,6 +188,60 @@ def test_span_probabilities_match_brute_force(scheme: str, seed: int) -> None:
     doc_idx, starts, ends = ents.doc, ents.first, ents.last
     assert len(starts) >= 1, "the fixture should decode entities"
     log_p = crf.span_log_probs(lattice, fb, path, ents)
+    # What decoding reads: only the positions the entities need, the same numbers.
+    assert (crf.span_log_probs(lattice, crf.recursions(lattice), path, ents) == log_p).all()
     for d, s, e, lp in zip(doc_idx, starts, ends, log_p):
         ref = brute_force_span_prob(p, int(d), path[d].tolist(), int(s), int(e))
         assert numpy.exp(lp) == pytest.approx(ref, rel=1e-6, abs=1e-9)
+
+
+def odd_scheme() -> TagScheme:
+    """A pattern unlike BILUO and BIO: tags 0-4 share their predecessors, and the others
+    have one, three and two of their own."""
+    K = 8
+    allowed = numpy.zeros((K, K), dtype=bool)
+    allowed[[0, 5, 6, 7], :5] = True
+    allowed[1, 5] = allowed[[2, 3, 4], 6] = allowed[[1, 2], 7] = True
+    ends = numpy.ones(K, dtype=bool)
+    tags = tuple(f"T{i}" for i in range(K))
+    return TagScheme("BIO", ("A",), tags, allowed, ends, ends, numpy.full(K, -1))
+
+
+@pytest.mark.parametrize("scheme", ["BILUO", "BIO", "odd"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sparse_steps_compute_what_dense_steps_compute(
+    scheme: str, dtype: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Steps that read each tag's allowed neighbours only (`StepPlan`) give the paths,
+    and the recursions the numbers, of steps over every pair of tags, bit for bit (exact ties
+    too: sums of small integers)."""
+
+    def make() -> TagScheme:
+        return odd_scheme() if scheme == "odd" else TagScheme.build(scheme, ["A", "B", "C"])
+
+    sparse = make()
+    plan = sparse.viterbi_plan
+    assert not plan.dense
+    if scheme == "odd":
+        assert plan.n_wide == 5 and plan.narrow.shape == (3, 3)
+        assert plan.real.sum() == 1 + 3 + 2
+    else:
+        assert not sparse.recursion_plans[1].dense or scheme == "BIO"
+    with monkeypatch.context() as m:
+        m.setattr(StepPlan, "build", classmethod(lambda cls, a: cls.build_dense(len(a))))
+        dense = make()
+        dense.on(numpy)
+    K = len(sparse.tags)
+    rng = numpy.random.default_rng(7)
+    lengths = numpy.asarray([9, 1, 4, 9, 6, 9, 9, 9], dtype="int32")
+    shapes = [(len(lengths), 9, K), (K, K), (K,), (K,)]
+    # Small integers (sums that tie exactly), and normal scores.
+    for draw in (lambda s: rng.integers(-1, 2, s), lambda s: rng.normal(size=s) * 3):
+        E, *scores = (draw(shape).astype(dtype) for shape in shapes)
+        params = Params(*scores)
+        cuts = (numpy.arange(8) % 3 == 1, numpy.arange(8) % 2 == 1)
+        for cut in ((None, None), cuts):
+            got, want = (Lattice(numpy, E, lengths, params, ts, cut) for ts in (sparse, dense))
+            assert (crf.viterbi(got) == crf.viterbi(want)).all()
+            for a, b in zip(vars(crf.marginals(got)).values(), vars(crf.marginals(want)).values()):
+                assert (a == b).all()

@@ -717,7 +717,7 @@ def test_the_position_loop_runs_over_the_window_not_the_doc(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     steps: List[int] = []
-    for name in ("viterbi", "marginals"):
+    for name in ("viterbi", "recursions"):
         original = getattr(crf_decode, name)
 
         def counting(lattice: Lattice, *args: Any, _f: Any = original, **kw: Any) -> Any:

@@ -366,11 +366,13 @@ class InputScan:
     """What a first pass over the inputs found, before anything is written.
 
     docs (int): Documents.
+    chars (int): Characters of their texts.
     skipped (List[str]): `FILE:LINE: what is wrong` of each line left out.
     duplicate_ids (int): Documents whose (given) id an earlier one had.
     """
 
     docs: int = 0
+    chars: int = 0
     skipped: List[str] = field(default_factory=list)
     duplicate_ids: int = 0
 
@@ -380,6 +382,7 @@ def scan_inputs(
     options: InputOptions,
     max_length: Optional[int] = None,
     docbin: bool = False,
+    watch: Optional[Callable[[InputScan], None]] = None,
 ) -> InputScan:
     """Read every input once before anything is written: count the documents, find
     the bad lines (the first one raises unless `on_error="skip"`) and the repeated ids.
@@ -389,12 +392,17 @@ def scan_inputs(
     max_length (Optional[int]): The pipeline's `nlp.max_length`: a longer document is
         refused here, naming it, rather than failing in `nlp.pipe` (spaCy's E088).
     docbin (bool): Whether the documents are written as DocBin files.
+    watch (Optional[Callable[[InputScan], None]]): Called with the scan so far after
+        each document.
     RETURNS (InputScan): What the pass found.
     """
     scan = InputScan()
     seen: set = set()
     for doc in iter_documents(files, options, scan.skipped.append, docbin):
         scan.docs += 1
+        scan.chars += len(doc.text)
+        if watch is not None:
+            watch(scan)
         if max_length is not None and len(doc.text) > max_length:
             name = f"document {doc.id!r}" if doc.given_id else str(doc.id)
             raise UserError(

@@ -11,16 +11,16 @@ document in Prodigy's span format, or DocBin files. The job checks its options
 
 import time
 from pathlib import Path
-from typing import Any, Dict, Generator, Optional, Sequence
+from typing import Any, Callable, Dict, Generator, Optional, Sequence, Tuple
 
 from .._format import rounded_floats
 from .._outputs import check_target
 from ..corpus.files import PathLike
 from ..loading import load_pipeline
-from .engines.local import run_pool
+from .engines.local import WorkerPool, pool_size
 from .engines.ray import annotate_on_ray
 from .engines.worker import pipe_records
-from .inputs import InputOptions, PendingDocuments, list_inputs, scan_inputs
+from .inputs import InputOptions, InputScan, PendingDocuments, list_inputs, scan_inputs
 from .options import AnnotateOptions, Settings
 from .output import (
     REPORT,
@@ -73,7 +73,9 @@ def annotate(
         pipeline's only `ntk_ner`, or its `doc.ents`).
     n_process (int): Processes of the local engine (more than 1: a pool of workers,
         each loading the pipeline; they start fresh and import the caller's main
-        module again, so a script calls this under `if __name__ == "__main__":`).
+        module again, so a script calls this under `if __name__ == "__main__":`). They
+        start while the inputs are read; an input too small to pay for them runs in
+        this process, and the report's "note" says so.
     batch_size (int): Documents per batch (and per chunk sent to a worker process).
     gpu_id (int): GPU to use (-1: the CPU); with Ray, one GPU per actor.
     n_workers (int): Actors of the Ray engine.
@@ -127,28 +129,94 @@ def run_annotation(
     fingerprint = model_fingerprint(model)
     nlp = _load(model, options.gpu_id if options.engine == "local" else -1)
     source = find_span_source(nlp, options.component)
-    scan = scan_inputs(files, options.input_options, nlp.max_length, settings.with_doc)
-    manifest = new_manifest(fingerprint, files, options, source, scan.docs)
-    with lock_output_folder(out):
-        manifest = prepare_output(out, manifest, options.overwrite)
-        start = time.perf_counter()
-        pending = pending_shards(out, manifest, scan.docs, settings)
-        writer = ShardWriter(out, manifest, settings, on_progress)
-        documents = PendingDocuments(
-            files, options.input_options, pending, settings.shard_size, settings.with_doc
+    pool = None
+    if options.engine == "local" and options.n_process > 1:
+        pool = WorkerPool(
+            model,
+            source,
+            settings.threshold,
+            settings.with_doc,
+            options.n_process,
+            options.batch_size,
         )
-        records = _start_engine(nlp, model, documents, source, options)
-        del nlp  # only the in-process engine keeps it: workers and actors load their own
-        try:
-            writer.write(records, documents.held, pending)
-        finally:
-            records.close()  # stops the engine's workers now if the writing failed
-        seconds = time.perf_counter() - start
-        # As report.json has it: what the call returns is what a rerun reads back.
-        report = rounded_floats(make_report(manifest, scan, writer, seconds, options.engine))
-        write_json(out / REPORT, report)
-        write_manifest(out, manifest)  # now listing report.json too
+    try:
+        scan = scan_inputs(
+            files,
+            options.input_options,
+            nlp.max_length,
+            settings.with_doc,
+            watch=_start_when_large(pool) if pool is not None else None,
+        )
+        manifest = new_manifest(fingerprint, files, options, source, scan.docs)
+        with lock_output_folder(out):
+            manifest = prepare_output(out, manifest, options.overwrite)
+            start = time.perf_counter()
+            pending = pending_shards(out, manifest, scan.docs, settings)
+            writer = ShardWriter(out, manifest, settings, on_progress)
+            documents = PendingDocuments(
+                files, options.input_options, pending, settings.shard_size, settings.with_doc
+            )
+            note = None
+            if pool is not None:
+                runs, note = _fit_pool(pool, scan, len(pending) * settings.shard_size)
+                pool = pool if runs else None
+            records = _start_engine(nlp, model, documents, source, options, pool)
+            del nlp  # only the in-process engine keeps it: workers and actors load their own
+            try:
+                writer.write(records, documents.held, pending)
+            finally:
+                records.close()  # stops the engine's workers now if the writing failed
+            seconds = time.perf_counter() - start
+            report = make_report(manifest, scan, writer, seconds, options.engine)
+            if note is not None:
+                report["note"] = note
+            # As report.json has it: what the call returns is what a rerun reads back.
+            report = rounded_floats(report)
+            write_json(out / REPORT, report)
+            write_manifest(out, manifest)  # now listing report.json too
+    except BaseException:
+        if pool is not None:
+            pool.stop()  # workers started while the inputs were read
+        raise
     return report
+
+
+def _start_when_large(pool: WorkerPool) -> Callable[[InputScan], None]:
+    """RETURNS (Callable[[InputScan], None]): What the scan calls after each document:
+    it starts the pool's workers, to load the pipeline while the scan reads on, once
+    the inputs are large enough for all of them (`pool_size`)."""
+
+    def watch(scan: InputScan) -> None:
+        if pool.worth_starting(scan.docs, scan.chars):
+            pool.start()
+
+    return watch
+
+
+def _fit_pool(pool: WorkerPool, scan: InputScan, pending_docs: int) -> Tuple[bool, Optional[str]]:
+    """Size the pool to the documents still to annotate (`pool_size`): start it if
+    the scan did not; if one process is enough, end it.
+
+    RETURNS (Tuple[bool, Optional[str]]): Whether the pool runs, and if not and there
+        is work, why the job runs in one process.
+    """
+    docs = min(pending_docs, scan.docs)
+    chars = scan.chars * docs // max(scan.docs, 1)
+    n = pool_size(docs, chars, pool.n_process, pool.batch_size)
+    if n > 1:
+        pool.start(n)
+        return True, None
+    pool.stop()
+    if not docs:
+        return False, None
+    if docs <= pool.batch_size:
+        why = f"{docs:,} document(s) fill one chunk of --batch-size {pool.batch_size}"
+    else:
+        why = (
+            f"{docs:,} document(s) of {chars:,} characters take less time than starting "
+            "worker processes"
+        )
+    return False, f"--n-process {pool.n_process}: annotated in one process, as {why}"
 
 
 def _start_engine(
@@ -157,24 +225,17 @@ def _start_engine(
     documents: PendingDocuments,
     source: SpanSource,
     options: AnnotateOptions,
+    pool: Optional[WorkerPool],
 ) -> Generator[Record, None, None]:
-    """The records of the engine the options name (lazily: no worker starts before
-    the first record is asked for)."""
+    """The records of the engine the options name: Ray's, the pool's (None: this
+    process's)."""
     threshold = options.settings.threshold
     with_doc = options.settings.with_doc
     if options.engine == "ray":
         return annotate_on_ray(documents, model, source, options)
-    if options.n_process == 1:
-        return pipe_records(nlp, documents, source, threshold, with_doc, options.batch_size)
-    return run_pool(
-        documents,
-        model,
-        source,
-        threshold,
-        with_doc,
-        n_process=options.n_process,
-        batch_size=options.batch_size,
-    )
+    if pool is not None:
+        return pool.records(documents)
+    return pipe_records(nlp, documents, source, threshold, with_doc, options.batch_size)
 
 
 def _resolve_model(model: str) -> str:

@@ -69,8 +69,11 @@ def format_annotate_report(report: Dict[str, Any], output_dir: PathLike) -> str:
         )
     rows = [("label", "entities", "mean score")]
     for label, n in report["entities"].items():
-        rows.append((label, f"{n:,}", decimal3(report["mean_score"][label])))
+        mean = report["mean_score"][label]
+        rows.append((label, f"{n:,}", "-" if mean is None else decimal3(mean)))
     lines.extend(aligned(rows, (False, True, True), indent="  "))
+    if report.get("note"):
+        lines.append(report["note"])
     if report["duplicate_ids"]:
         lines.append(f"{report['duplicate_ids']:,} document(s) repeat an earlier id")
     skipped = report["skipped_lines"]

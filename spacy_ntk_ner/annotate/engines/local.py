@@ -28,7 +28,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from itertools import islice
-from typing import Any, Deque, Dict, Generator, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Deque, Dict, Generator, Iterable, Iterator, List, Optional, Tuple, cast
 
 from spacy.util import minibatch
 
@@ -53,6 +53,11 @@ RUN_SIGNALS = tuple(
 )
 # prctl(2): PR_SET_PDEATHSIG asks Linux to signal this process when its parent dies.
 _PR_SET_PDEATHSIG = 1
+
+# Characters of text under which a pool does not pay for itself: about what one process
+# annotates with a CPU pipeline in the seconds a worker takes to start (spawn, import
+# spaCy, load the pipeline). benchmarks/README.md, "Annotating a corpus".
+POOL_MIN_CHARS = 1_000_000
 
 _worker: Optional[PipelineWorker] = None
 _start_error: Optional[Exception] = None
@@ -79,35 +84,115 @@ def run_pool(
     batch_size (int): Documents per chunk sent to a worker (and `nlp.pipe`'s batch size).
     YIELDS (Tuple[int, Dict[str, Any]]): Each position and its record, in input order.
     """
-    chunks = minibatch(items, size=batch_size)
-    first = list(islice(chunks, IN_FLIGHT_PER_WORKER * n_process))
-    if not first:
-        return
-    executor = ProcessPoolExecutor(
-        max_workers=min(n_process, len(first)),
-        mp_context=multiprocessing.get_context(START_METHOD),
-        initializer=_start_worker,
-        initargs=(model, source, threshold, with_doc, batch_size),
-    )
-    try:
-        in_flight: Deque[Future] = deque()
-        # The pool starts a worker on each of the first submissions; one started while
-        # the run's signals are blocked starts with them blocked (the mask survives
-        # `exec`), so it cannot die of them while it is still starting, and its
-        # initializer ignores them before it unblocks them.
+    pool = WorkerPool(model, source, threshold, with_doc, n_process, batch_size)
+    return pool.records(items)
+
+
+def pool_size(docs: int, chars: int, n_process: int, batch_size: int) -> int:
+    """The worker processes a job should start: one per chunk of `batch_size`
+    documents, at most `n_process`; 1 (annotate in this process) when it has fewer
+    than two chunks to share or less than POOL_MIN_CHARS characters.
+
+    docs (int): Documents to annotate.
+    chars (int): Characters of their texts.
+    n_process (int): The processes asked for.
+    batch_size (int): Documents per chunk.
+    RETURNS (int): The number of processes.
+    """
+    chunks = -(-docs // batch_size)
+    return 1 if chars < POOL_MIN_CHARS else max(1, min(n_process, chunks))
+
+
+class WorkerPool:
+    """A pool of worker processes that annotate chunks of `batch_size` documents. It
+    can be started before its work is known (`start`), so that the workers load the
+    pipeline while the caller reads its inputs; `records` then runs the work on it."""
+
+    def __init__(
+        self,
+        model: str,
+        source: SpanSource,
+        threshold: Optional[float],
+        with_doc: bool,
+        n_process: int,
+        batch_size: int,
+    ) -> None:
+        """Initialize the pool; no worker starts yet.
+
+        model (str): What `spacy.load` takes.
+        source (SpanSource): Where the pipeline puts its entities.
+        threshold (Optional[float]): The least score kept.
+        with_doc (bool): Whether to add Doc bytes to each record.
+        n_process (int): The most worker processes.
+        batch_size (int): Documents per chunk (and `nlp.pipe`'s batch size).
+        """
+        self.initargs = (model, source, threshold, with_doc, batch_size)
+        self.n_process = n_process
+        self.batch_size = batch_size
+        self.executor: Optional[ProcessPoolExecutor] = None
+
+    def start(self, n_workers: Optional[int] = None) -> None:
+        """Start the workers now (at most `n_process`), each loading the pipeline."""
+        if self.executor is not None:
+            return
+        n_workers = min(n_workers or self.n_process, self.n_process)
+        self.executor = ProcessPoolExecutor(
+            max_workers=n_workers,
+            mp_context=multiprocessing.get_context(START_METHOD),
+            initializer=_start_worker,
+            initargs=self.initargs,
+        )
+        # The pool starts a worker for each submission while none is idle; one started
+        # while the run's signals are blocked starts with them blocked (the mask
+        # survives `exec`), so it cannot die of them while it is still starting, and
+        # its initializer ignores them before it unblocks them.
         with _run_signals_blocked():
-            for chunk in first:
-                in_flight.append(_submit(executor, chunk))
-        del first
-        while in_flight:
-            done = _result(in_flight.popleft())
-            for chunk in islice(chunks, 1):
-                in_flight.append(_submit(executor, chunk))
-            yield from done
-    except BaseException:
-        _stop(executor)
-        raise
-    executor.shutdown(wait=True)
+            for _ in range(n_workers):
+                self.executor.submit(_ready)
+
+    def worth_starting(self, docs: int, chars: int) -> bool:
+        """Whether inputs of `docs` documents and `chars` characters (so far) are enough
+        for every worker (`pool_size`): then they may start before the rest is read."""
+        return chars >= POOL_MIN_CHARS and docs >= self.n_process * self.batch_size
+
+    def stop(self) -> None:
+        """End the workers now (see `_stop`); nothing if none started."""
+        if self.executor is not None:
+            _stop(self.executor)
+            self.executor = None
+
+    def records(self, items: Iterable[Tuple[int, str]]) -> Generator[Record, None, None]:
+        """Annotate texts on the pool (started here if it was not), at most
+        `IN_FLIGHT_PER_WORKER` chunks per worker in flight; the workers end when
+        the items do, or at once on an error or Ctrl-C.
+
+        items (Iterable[Tuple[int, str]]): Positions and texts.
+        YIELDS (Tuple[int, Dict[str, Any]]): Each position and its record, in input order.
+        """
+        chunks = minibatch(items, size=self.batch_size)
+        first = list(islice(chunks, IN_FLIGHT_PER_WORKER * self.n_process))
+        if not first:
+            self.stop()
+            return
+        try:
+            # No more workers than chunks to give them.
+            self.start(len(first))
+            executor = cast(ProcessPoolExecutor, self.executor)
+            in_flight: Deque[Future] = deque()
+            with _run_signals_blocked():
+                for chunk in first:
+                    in_flight.append(_submit(executor, chunk))
+            del first
+            while in_flight:
+                done = _result(in_flight.popleft())
+                for chunk in islice(chunks, 1):
+                    in_flight.append(_submit(executor, chunk))
+                yield from done
+        except BaseException:
+            self.stop()
+            raise
+        executor.shutdown(wait=True)
+        self.executor = None
 
 
 @contextmanager
@@ -221,6 +306,10 @@ def _exit_with_parent() -> None:
 def _wait_for_parent(parent: Any) -> None:
     parent.join()
     os._exit(1)
+
+
+def _ready() -> None:
+    """A task that only makes the pool start a worker (and waits for its initializer)."""
 
 
 def _annotate_chunk(chunk: List[Tuple[int, str]]) -> List[Tuple[int, Dict[str, Any]]]:

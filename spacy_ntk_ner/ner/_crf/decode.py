@@ -13,7 +13,7 @@ from thinc.api import Ops
 from thinc.types import Floats2d
 
 from . import windows
-from .lattice import NEG, Lattice, Params, marginals, promote, span_log_probs, viterbi
+from .lattice import NEG, Lattice, Params, promote, recursions, span_log_probs, viterbi
 from .tag_scheme import Entities, TagScheme
 from .windows import Chains
 
@@ -102,7 +102,7 @@ class Decoder:
         xp = ops.xp
         lengths = numpy.asarray([len(emissions[d]) for d in docs], dtype="int64")
         chains = windows.plan_chains(lengths, window)
-        buckets = windows.length_buckets(chains.length.tolist())
+        buckets = windows.length_buckets(chains.length.tolist(), min_rows=windows.CRF_ROWS)
         decoded = [
             self._decode_bucket(
                 [emissions[docs[c]][a:z] for c, a, z in chains.slices(b)],
@@ -186,7 +186,7 @@ class Decoder:
                 row_of[c], ents.first[sel] - offset, ents.last[sel] - offset, ents.label[sel]
             )
             on_device = Entities(*(xp.asarray(x) for x in spans))
-            out.append(span_log_probs(lattice, marginals(lattice), path, on_device))
+            out.append(span_log_probs(lattice, recursions(lattice), path, on_device))
             order.append(sel)
         log_p = xp.concatenate(out)
         return log_p[xp.asarray(numpy.argsort(numpy.concatenate(order)))]

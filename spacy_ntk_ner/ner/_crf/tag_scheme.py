@@ -25,14 +25,94 @@ class Entities(NamedTuple):
     label: Any
 
 
+class StepPlan(NamedTuple):
+    """How a step of the CRF's recursions reaches each tag from its neighbours, the tags
+    allowed next to it (before it, or after it for the backward recursion), and from
+    no other tag. Most tags share one set of neighbours (under BILUO, `B-`, `U-` and `O`
+    follow `O`, `L-` and `U-`); a step computes those as one product over that set, and
+    each of the others from its own few neighbours (`I-X` and `L-X` follow `B-X` and
+    `I-X`): a quarter of the K x K work of a dense step. Neighbours are listed by
+    ascending tag, so sums and maxima take their terms in the order a dense step does.
+
+    order (Ints1d): `(K,)` the tags in the order a step computes them: the `n_wide`
+        tags that share one set of neighbours, then the others.
+    position (Ints1d): `(K,)` each tag's place in `order`.
+    wide (Ints1d): `(W,)` the shared neighbours.
+    narrow (Ints2d): `(K - n_wide, w)` the neighbours of each other tag; a tag with
+        fewer than w repeats its last one.
+    real (Bools2d): `(K - n_wide, w)`: False at those repeats.
+    n_wide (int): The number of tags computed from `wide`.
+    dense (bool): Whether every tag is computed from every tag, in tag order (the plan
+        where no shared set saves work).
+    """
+
+    order: Any
+    position: Any
+    wide: Any
+    narrow: Any
+    real: Any
+    n_wide: int
+    dense: bool
+
+    @classmethod
+    def build(cls, allowed: numpy.ndarray) -> "StepPlan":
+        """The cheapest plan for a pattern of allowed transitions.
+
+        allowed (numpy.ndarray): `(K, K)` bool, `allowed[i, j]`: j may be reached from i.
+        RETURNS (StepPlan): The plan (on the CPU).
+        """
+        K = allowed.shape[0]
+        sources = [tuple(numpy.flatnonzero(allowed[:, j]).tolist()) for j in range(K)]
+        best, cost = None, K * K
+        for shared in sorted(set(sources)):
+            others = [len(s) for s in sources if s != shared]
+            shared_cost = (K - len(others)) * len(shared) + len(others) * max(others, default=0)
+            if shared and min(others, default=1) > 0 and shared_cost < cost:
+                best, cost = shared, shared_cost
+        if best is None:
+            return cls.build_dense(K)
+        wide = [j for j in range(K) if sources[j] == best]
+        rest = [sources[j] for j in range(K) if sources[j] != best]
+        width = max(map(len, rest), default=1)
+        shape = (len(rest), width)
+        narrow = [s + (s[-1],) * (width - len(s)) for s in rest]
+        real = [[k < len(s) for k in range(width)] for s in rest]
+        order = numpy.asarray(wide + [j for j in range(K) if sources[j] != best])
+        return cls(
+            order=order,
+            position=numpy.argsort(order),
+            wide=numpy.asarray(best, dtype="int64"),
+            narrow=numpy.asarray(narrow, dtype="int64").reshape(shape),
+            real=numpy.asarray(real, dtype=bool).reshape(shape),
+            n_wide=len(wide),
+            dense=False,
+        )
+
+    @classmethod
+    def build_dense(cls, K: int) -> "StepPlan":
+        """RETURNS (StepPlan): The plan that computes every tag from every tag."""
+        every = numpy.arange(K, dtype="int64")
+        none = numpy.zeros((0, 1), dtype="int64")
+        return cls(every, every, every, none, none.astype(bool), K, True)
+
+    def on(self, xp: Any) -> "StepPlan":
+        """RETURNS (StepPlan): The plan with its arrays in `xp`."""
+        return self._replace(**{f: xp.asarray(getattr(self, f)) for f in _PLAN_ARRAYS})
+
+
+_PLAN_ARRAYS = ("order", "position", "wide", "narrow", "real")
+
+
 class DeviceMasks(NamedTuple):
-    """A scheme's masks as arrays on one device."""
+    """A scheme's masks and step plans as arrays on one device."""
 
     allowed: Any
     allowed_f: Any
     start: Any
     end: Any
     inside: Any
+    viterbi: StepPlan
+    recursions: Tuple[StepPlan, StepPlan]
 
 
 def _device_key(xp: Any) -> Tuple[str, int]:
@@ -177,6 +257,23 @@ class TagScheme:
             index.update({f"U-{lb}": index[f"B-{lb}"] for lb in self.labels})
         return [index.get(t, -1) if t not in (None, "-", "") else -1 for t in biluo]
 
+    @property
+    def viterbi_plan(self) -> StepPlan:
+        """RETURNS (StepPlan): How a Viterbi step reaches each tag from its predecessors."""
+        return StepPlan.build(self.allowed)
+
+    @property
+    def recursion_plans(self) -> Tuple[StepPlan, StepPlan]:
+        """RETURNS (Tuple[StepPlan, StepPlan]): The plans of the forward recursion (from
+        predecessors) and the backward one (from successors), which run as one batch:
+        both sparse if their shapes agree, else both dense."""
+        forward, backward = StepPlan.build(self.allowed), StepPlan.build(self.allowed.T)
+        shapes = [(p.n_wide, p.wide.shape, p.narrow.shape) for p in (forward, backward)]
+        if shapes[0] != shapes[1]:
+            dense = StepPlan.build_dense(len(self.tags))
+            return dense, dense
+        return forward, backward
+
     def on(self, xp: Any) -> DeviceMasks:
         """The masks as arrays of `xp` on its current device, copied there once.
 
@@ -192,6 +289,8 @@ class TagScheme:
                 start=xp.asarray(self.start),
                 end=xp.asarray(self.end),
                 inside=xp.asarray(self.inside),
+                viterbi=self.viterbi_plan.on(xp),
+                recursions=tuple(plan.on(xp) for plan in self.recursion_plans),  # type: ignore[arg-type]
             )
         return masks
 

@@ -19,6 +19,10 @@ from .tag_scheme import Entities, TagScheme
 
 # Docs x longest doc that the CRF pads into one array (see `length_buckets`).
 PADDED_BUDGET = 4096
+# Chains the CRF decodes at least in one array (while they fit `CRF_ROWS * WINDOW`
+# positions): each step of its loops costs a few microseconds of Python whatever the
+# array's size, and below about this many rows that is most of the cost.
+CRF_ROWS = 32
 # At least 4 * WINDOW_OVERLAP, so that a window's two overlaps do not meet.
 WINDOW = 512
 WINDOW_OVERLAP = 64
@@ -28,19 +32,25 @@ WINDOW_OVERLAP = 64
 WINDOW_CONTEXT = WINDOW_OVERLAP // 2
 
 
-def length_buckets(lengths: Sequence[int], max_padded: int = PADDED_BUDGET) -> List[List[int]]:
+def length_buckets(
+    lengths: Sequence[int], max_padded: int = PADDED_BUDGET, min_rows: int = 1
+) -> List[List[int]]:
     """Group the non-empty docs by length so that padding wastes little: sorted by
-    length, each group holds as many as fit `max_padded` padded positions.
+    length, each group holds as many as fit `max_padded` padded positions, and a group
+    of fewer than `min_rows` docs takes more, up to `min_rows * WINDOW` positions.
 
     lengths (Sequence[int]): Tokens per doc.
     max_padded (int): Budget of docs x longest length per group (a longer doc goes alone).
+    min_rows (int): Docs a group takes past the budget, if it has fewer.
     RETURNS (List[List[int]]): Doc indices per group.
     """
     order = sorted((n, i) for i, n in enumerate(lengths) if n)
+    ceiling = max(max_padded, min_rows * WINDOW)
     buckets: List[List[int]] = []
     current: List[int] = []
     for n, i in order:
-        if current and (len(current) + 1) * n > max_padded:
+        padded = (len(current) + 1) * n
+        if current and padded > max_padded and (len(current) >= min_rows or padded > ceiling):
             buckets.append(current)
             current = []
         current.append(i)
